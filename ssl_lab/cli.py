@@ -1,0 +1,73 @@
+"""Command-line entry points (Hydra apps)."""
+
+import logging
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from ssl_lab.errors import SslLabError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+# Lightning advice that does not apply to small in-memory datasets, and a torch 2.14 deprecation
+# inside Lightning that users cannot act on.
+_QUIET = [r".*does not have many workers.*", r".*LeafSpec.*",
+          r".*smaller than the logging interval.*", r".*`isinstance\(treespec, LeafSpec\)`.*"]
+
+
+def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """Refuse ``group=choice`` overrides naming a file that ``conf/group/`` lacks, in one line.
+
+    Hydra would refuse them too, but with a page of search paths; this names the choices.
+    """
+    for arg in overrides:
+        match = re.fullmatch(r"([\w/]+)=(.*)", arg)
+        if not match or not (conf_dir / match[1]).is_dir():
+            continue
+        group, value = match[1], match[2]
+        if re.search(r"[()\[\]{}$]", value):
+            continue  # sweep functions and interpolations: Hydra checks those itself
+        options = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+        for choice in value.split(","):
+            if choice not in options and choice != "null":
+                raise SslLabError(f"unknown {group} '{choice}' (choose from: {', '.join(options)})")
+
+
+def _quiet_libraries() -> None:
+    for pattern in _QUIET:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("pytorch_lightning", "pytorch_lightning.utilities.rank_zero", "lightning_fabric",
+                 "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _fail(err: SslLabError) -> None:
+    print(f"ssl-lab: error: {err}", file=sys.stderr)
+    sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _run_job(cfg: DictConfig) -> float:
+    _quiet_libraries()
+    from ssl_lab.pipeline import run
+    from ssl_lab.summary import print_summary
+
+    try:
+        metrics = run(cfg)
+    except SslLabError as err:
+        _fail(err)
+    print_summary(metrics)
+    return metrics["score"]
+
+
+def main() -> None:
+    """``ssl-lab``: pretrain -> transfer, configured by Hydra overrides."""
+    try:
+        check_choices(sys.argv[1:])
+    except SslLabError as err:
+        _fail(err)
+    _run_job()

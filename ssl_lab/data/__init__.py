@@ -1,0 +1,1 @@
+"""LightningDataModules and the label-subset selection shared by every modality."""

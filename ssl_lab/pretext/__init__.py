@@ -1,0 +1,1 @@
+"""Pretext tasks: one file per task, plus the one LightningModule that trains any of them."""

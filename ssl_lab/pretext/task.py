@@ -1,0 +1,22 @@
+"""What every pretext task is: a corruption (or pseudo-labels), a head and a loss."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PretextTask(nn.Module):
+    """Subclasses set ``head`` and implement ``make_batch``; classification tasks set
+    ``num_classes`` (the number of pseudo-classes) so their accuracy is logged."""
+
+    num_classes: int | None = None
+
+    def make_batch(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets) from a data batch, computed batched on the batch's device."""
+        raise NotImplementedError
+
+    def forward(self, backbone: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(backbone(inputs))
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs, targets)
