@@ -1,0 +1,3 @@
+from ssl_lab.cli import main
+
+main()

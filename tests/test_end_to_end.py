@@ -1,0 +1,51 @@
+"""Whole runs through the real Hydra config and the real command line, with tiny settings."""
+
+import csv
+
+import pytest
+
+from conftest import TINY, read_metrics, run_cli
+
+REQUIRED = {"pretext", "downstream", "data", "backbone", "seed", "score", "score_name", "n_labels"}
+
+
+@pytest.mark.slow
+def test_sweep_of_pretext_by_downstream_writes_one_metrics_file_per_job(tmp_path):
+    result = run_cli(tmp_path, "-m", "pretext=none,rotation,supervised",
+                     "downstream=linear_probe,finetune", "data.labels_per_class=20", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = read_metrics(tmp_path / "outputs" / "multirun")
+    assert sorted((m["pretext"], m["downstream"]) for m in runs) == [
+        (p, d) for p in ("none", "rotation", "supervised") for d in ("finetune", "linear_probe")]
+    for m in runs:
+        assert REQUIRED <= m.keys()
+        assert m["score_name"] == "test/acc" and m["n_labels"] == 200
+        assert m["score"] > 0.3, m  # chance is 0.1 on ten digit classes
+        assert ("pretext_loss" in m) == (m["pretext"] != "none")
+    supervised = [m["score"] for m in runs if m["pretext"] == "supervised"]
+    assert min(supervised) > 0.6
+
+
+@pytest.mark.slow
+def test_pretext_loss_falls_and_the_backbone_is_handed_over(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(tmp_path, f"hydra.run.dir={run_dir}", *TINY, "logger=csv",
+                     "pretext.epochs=4", "data.labels_per_class=10")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test/acc" in result.stdout  # the summary table
+    rows = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
+    losses = [float(r["pretext/train_loss"]) for r in rows if r.get("pretext/train_loss")]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert (run_dir / "backbone.safetensors").is_file()
+    (metrics,) = read_metrics(run_dir)
+    assert metrics["pretext_loss"] == pytest.approx(losses[-1], rel=1e-5)
+
+    # transfer again from the handed-over weights, without pretraining
+    again = tmp_path / "again"
+    result = run_cli(tmp_path, f"hydra.run.dir={again}", *TINY, "data.labels_per_class=10",
+                     f"backbone.checkpoint={run_dir / 'backbone.safetensors'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (reused,) = read_metrics(again)
+    assert reused["pretext"] == "rotation" and "pretext_loss" not in reused
+    assert reused["score"] == pytest.approx(metrics["score"], abs=1e-6)
+    assert not (again / "backbone.safetensors").exists()
