@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -17,6 +18,7 @@ from torch import nn
 from ssl_lab.atomic import write_json
 from ssl_lab.backbones.checkpoint import load_backbone_weights, save_backbone
 from ssl_lab.errors import SslLabError
+from ssl_lab.pictures import save_picture
 from ssl_lab.pretext.module import PretextModule
 
 log = logging.getLogger("ssl_lab")
@@ -44,14 +46,21 @@ def trainer_factory(cfg: DictConfig, loggers: list) -> Callable[..., pl.Trainer]
 
 
 def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
-             make_trainer: Callable[..., pl.Trainer]) -> dict[str, float]:
-    """Train ``backbone`` in place with the pretext task; return the final pretext metrics."""
+             make_trainer: Callable[..., pl.Trainer], run_dir: Path) -> dict[str, float]:
+    """Train ``backbone`` in place with the pretext task, save the task's picture of what it sees
+    and predicts, and return the final pretext metrics."""
     task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim)
     module = PretextModule(backbone, task, cfg.pretext.lr, instantiate(cfg.pretext.optimizer),
                            instantiate(cfg.pretext.scheduler))
     trainer = make_trainer(max_epochs=cfg.pretext.epochs)
     trainer.fit(module, train_dataloaders=data.unlabelled_dataloader(),
                 val_dataloaders=data.val_dataloader())
+    module.eval()
+    with torch.no_grad():
+        rows = task.picture(backbone, next(iter(data.val_dataloader())))
+    if rows:
+        save_picture(rows, run_dir / f"pretext_{cfg.pretext.name}.png",
+                     f"{cfg.pretext.name} on {cfg.data.name} (validation images)")
     return {key.replace("pretext/train_", "pretext_").replace("/", "_"): float(value)
             for key, value in trainer.callback_metrics.items() if key.startswith("pretext/")}
 
@@ -84,7 +93,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     elif cfg.pretext.task is not None:
         log.info("pretraining %s with %s for %d epochs", cfg.backbone.name, cfg.pretext.name,
                  cfg.pretext.epochs)
-        metrics.update(pretrain(cfg, backbone, data, make_trainer))
+        metrics.update(pretrain(cfg, backbone, data, make_trainer, run_dir))
         save_backbone(backbone, run_dir / "backbone.safetensors",
                       OmegaConf.to_container(cfg.backbone.net, resolve=True),
                       {"pretext": cfg.pretext.name, "epochs": cfg.pretext.epochs,

@@ -1,6 +1,7 @@
 """Whole runs through the real Hydra config and the real command line, with tiny settings."""
 
 import csv
+import json
 
 import pytest
 
@@ -9,14 +10,18 @@ from conftest import TINY, read_metrics, run_cli
 REQUIRED = {"pretext", "downstream", "data", "backbone", "seed", "score", "score_name", "n_labels"}
 
 
+PRETEXTS = ("none", "rotation", "supervised", "jigsaw", "inpainting")
+
+
 @pytest.mark.slow
 def test_sweep_of_pretext_by_downstream_writes_one_metrics_file_per_job(tmp_path):
-    result = run_cli(tmp_path, "-m", "pretext=none,rotation,supervised",
-                     "downstream=linear_probe,finetune", "data.labels_per_class=20", *TINY)
+    result = run_cli(tmp_path, "-m", f"pretext={','.join(PRETEXTS)}",
+                     "downstream=linear_probe,finetune", "data.labels_per_class=20", *TINY,
+                     "logger=csv", "pretext.epochs=3")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = read_metrics(tmp_path / "outputs" / "multirun")
-    assert sorted((m["pretext"], m["downstream"]) for m in runs) == [
-        (p, d) for p in ("none", "rotation", "supervised") for d in ("finetune", "linear_probe")]
+    assert sorted((m["pretext"], m["downstream"]) for m in runs) == sorted(
+        (p, d) for p in PRETEXTS for d in ("finetune", "linear_probe"))
     for m in runs:
         assert REQUIRED <= m.keys()
         assert m["score_name"] == "test/acc" and m["n_labels"] == 200
@@ -24,6 +29,18 @@ def test_sweep_of_pretext_by_downstream_writes_one_metrics_file_per_job(tmp_path
         assert ("pretext_loss" in m) == (m["pretext"] != "none")
     supervised = [m["score"] for m in runs if m["pretext"] == "supervised"]
     assert min(supervised) > 0.6
+
+    for job in (tmp_path / "outputs" / "multirun").glob("*/*/*/"):
+        pretext = json.loads((job / "metrics.json").read_text())["pretext"]
+        if pretext == "none":
+            assert not (job / "backbone.safetensors").exists()
+            continue
+        rows = list(csv.DictReader((job / "logs" / "metrics.csv").open()))
+        losses = [float(r["pretext/train_loss"]) for r in rows if r.get("pretext/train_loss")]
+        assert len(losses) == 3 and losses[-1] < losses[0], (pretext, losses)
+        assert (job / "backbone.safetensors").is_file()
+        has_picture = pretext in ("rotation", "jigsaw", "inpainting")
+        assert (job / f"pretext_{pretext}.png").is_file() == has_picture
 
 
 @pytest.mark.slow

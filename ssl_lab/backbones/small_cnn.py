@@ -14,7 +14,7 @@ def _stage(in_ch: int, out_ch: int, convs: int) -> nn.Sequential:
             nn.BatchNorm2d(out_ch),
             nn.ReLU(inplace=True),
         ]
-    layers.append(nn.MaxPool2d(2))
+    layers.append(nn.MaxPool2d(2, ceil_mode=True))  # ceil: odd sizes (jigsaw tiles) survive
     return nn.Sequential(*layers)
 
 
