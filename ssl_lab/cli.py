@@ -71,3 +71,20 @@ def main() -> None:
     except SslLabError as err:
         _fail(err)
     _run_job()
+
+
+def report() -> None:
+    """``ssl-lab-report DIR``: the comparison table, plots and HTML page of a sweep."""
+    import argparse
+
+    from ssl_lab.report import write_report
+
+    parser = argparse.ArgumentParser(prog="ssl-lab-report", description=report.__doc__)
+    parser.add_argument("directory", type=Path, help="a multirun directory or any tree of runs")
+    args = parser.parse_args()
+    if not args.directory.is_dir():
+        _fail(SslLabError(f"no such directory: {args.directory}"))
+    text, incomplete = write_report(args.directory)
+    print(text, end="")
+    print(f"wrote {args.directory}/report.{{csv,md,html}} and plots"
+          + (f"; {len(incomplete)} incomplete run(s) listed" if incomplete else ""))

@@ -3,7 +3,9 @@
 Read top to bottom: ``run`` is the whole story; the helpers above it are its steps.
 """
 
+import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +19,13 @@ from torch import nn
 
 from ssl_lab.atomic import write_json
 from ssl_lab.backbones.checkpoint import load_backbone_weights, save_backbone
+from ssl_lab.cache import build_once, pretrain_key, pretrain_spec
 from ssl_lab.errors import SslLabError
 from ssl_lab.pictures import save_picture
 from ssl_lab.pretext.module import PretextModule
 
 log = logging.getLogger("ssl_lab")
+BACKBONE_FILE = "backbone.safetensors"
 
 
 def check_compatible(cfg: DictConfig) -> None:
@@ -46,23 +50,47 @@ def trainer_factory(cfg: DictConfig, loggers: list) -> Callable[..., pl.Trainer]
 
 
 def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
-             make_trainer: Callable[..., pl.Trainer], run_dir: Path) -> dict[str, float]:
-    """Train ``backbone`` in place with the pretext task, save the task's picture of what it sees
-    and predicts, and return the final pretext metrics."""
+             make_trainer: Callable[..., pl.Trainer], out_dir: Path) -> dict[str, float]:
+    """Train ``backbone`` in place with the pretext task; write its weights, its final metrics and
+    the task's picture of what it sees and predicts into ``out_dir``; return the metrics."""
     task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim)
     module = PretextModule(backbone, task, cfg.pretext.lr, instantiate(cfg.pretext.optimizer),
                            instantiate(cfg.pretext.scheduler))
     trainer = make_trainer(max_epochs=cfg.pretext.epochs)
     trainer.fit(module, train_dataloaders=data.unlabelled_dataloader(),
                 val_dataloaders=data.val_dataloader())
+    stats = {key.replace("pretext/train_", "pretext_").replace("/", "_"): float(value)
+             for key, value in trainer.callback_metrics.items() if key.startswith("pretext/")}
     module.eval()
     with torch.no_grad():
         rows = task.picture(backbone, next(iter(data.val_dataloader())))
     if rows:
-        save_picture(rows, run_dir / f"pretext_{cfg.pretext.name}.png",
+        save_picture(rows, out_dir / f"pretext_{cfg.pretext.name}.png",
                      f"{cfg.pretext.name} on {cfg.data.name} (validation images)")
-    return {key.replace("pretext/train_", "pretext_").replace("/", "_"): float(value)
-            for key, value in trainer.callback_metrics.items() if key.startswith("pretext/")}
+    save_backbone(backbone, out_dir / BACKBONE_FILE,
+                  OmegaConf.to_container(cfg.backbone.net, resolve=True),
+                  {"pretext": cfg.pretext.name, "epochs": cfg.pretext.epochs,
+                   "data": cfg.data.name, "backbone": cfg.backbone.name, "seed": cfg.seed})
+    write_json(out_dir / "pretext_metrics.json", stats)
+    with open(out_dir / "pretrain_config.yaml", "w") as f:
+        f.write(OmegaConf.to_yaml(OmegaConf.create(pretrain_spec(cfg))))
+    return stats
+
+
+def pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
+               make_trainer: Callable[..., pl.Trainer], run_dir: Path) -> dict[str, Any]:
+    """Pretrain ``backbone``, or load the cached pretraining with the same key."""
+    if cfg.paths.cache_dir is None:
+        stats = pretrain(cfg, backbone, data, make_trainer, run_dir)
+        return {**stats, "pretrain_cache": "disabled", "pretrain_dir": str(run_dir)}
+    entry = Path(cfg.paths.cache_dir) / pretrain_key(cfg)
+    hit = build_once(entry, lambda staging: pretrain(cfg, backbone, data, make_trainer, staging))
+    if hit:
+        load_backbone_weights(backbone, entry / BACKBONE_FILE)
+    for picture in entry.glob("pretext_*.png"):
+        shutil.copyfile(picture, run_dir / picture.name)
+    stats = json.loads((entry / "pretext_metrics.json").read_text())
+    return {**stats, "pretrain_cache": "hit" if hit else "miss", "pretrain_dir": str(entry)}
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -88,16 +116,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.backbone.checkpoint is not None:
         meta = load_backbone_weights(backbone, cfg.backbone.checkpoint)
         metrics.update(pretext=meta.get("pretext", "external"), pretext_epochs=meta.get("epochs"),
-                       backbone_checkpoint=str(cfg.backbone.checkpoint))
+                       backbone_checkpoint=str(cfg.backbone.checkpoint), pretrain_cache="external")
         log.info("loaded backbone weights from %s", cfg.backbone.checkpoint)
     elif cfg.pretext.task is not None:
         log.info("pretraining %s with %s for %d epochs", cfg.backbone.name, cfg.pretext.name,
                  cfg.pretext.epochs)
-        metrics.update(pretrain(cfg, backbone, data, make_trainer, run_dir))
-        save_backbone(backbone, run_dir / "backbone.safetensors",
-                      OmegaConf.to_container(cfg.backbone.net, resolve=True),
-                      {"pretext": cfg.pretext.name, "epochs": cfg.pretext.epochs,
-                       "data": cfg.data.name, "backbone": cfg.backbone.name, "seed": cfg.seed})
+        metrics.update(pretrained(cfg, backbone, data, make_trainer, run_dir))
+        log.info("pretraining: %s (%s)", metrics["pretrain_cache"], metrics["pretrain_dir"])
+    else:
+        metrics["pretrain_cache"] = "none"
     metrics["pretrain_seconds"] = round(time.perf_counter() - started, 2)
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

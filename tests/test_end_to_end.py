@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -30,17 +31,22 @@ def test_sweep_of_pretext_by_downstream_writes_one_metrics_file_per_job(tmp_path
     supervised = [m["score"] for m in runs if m["pretext"] == "supervised"]
     assert min(supervised) > 0.6
 
-    for job in (tmp_path / "outputs" / "multirun").glob("*/*/*/"):
-        pretext = json.loads((job / "metrics.json").read_text())["pretext"]
-        if pretext == "none":
-            assert not (job / "backbone.safetensors").exists()
+    # each pretext task pretrains once: its first job trains, its second reuses the cache
+    jobs = sorted((tmp_path / "outputs" / "multirun").glob("*/*/*/"), key=lambda p: int(p.name))
+    cache_use = {}
+    for job in jobs:
+        m = json.loads((job / "metrics.json").read_text())
+        cache_use.setdefault(m["pretext"], []).append(m["pretrain_cache"])
+        if m["pretext"] == "none":
             continue
-        rows = list(csv.DictReader((job / "logs" / "metrics.csv").open()))
-        losses = [float(r["pretext/train_loss"]) for r in rows if r.get("pretext/train_loss")]
-        assert len(losses) == 3 and losses[-1] < losses[0], (pretext, losses)
-        assert (job / "backbone.safetensors").is_file()
-        has_picture = pretext in ("rotation", "jigsaw", "inpainting")
-        assert (job / f"pretext_{pretext}.png").is_file() == has_picture
+        assert (Path(m["pretrain_dir"]) / "backbone.safetensors").is_file()
+        has_picture = m["pretext"] in ("rotation", "jigsaw", "inpainting")
+        assert (job / f"pretext_{m['pretext']}.png").is_file() == has_picture
+        if m["pretrain_cache"] == "miss":
+            rows = list(csv.DictReader((job / "logs" / "metrics.csv").open()))
+            losses = [float(r["pretext/train_loss"]) for r in rows if r.get("pretext/train_loss")]
+            assert len(losses) == 3 and losses[-1] < losses[0], (m["pretext"], losses)
+    assert cache_use == {"none": ["none", "none"], **{p: ["miss", "hit"] for p in PRETEXTS[1:]}}
 
 
 @pytest.mark.slow
@@ -53,16 +59,18 @@ def test_pretext_loss_falls_and_the_backbone_is_handed_over(tmp_path):
     rows = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
     losses = [float(r["pretext/train_loss"]) for r in rows if r.get("pretext/train_loss")]
     assert len(losses) == 4 and losses[-1] < losses[0]
-    assert (run_dir / "backbone.safetensors").is_file()
     (metrics,) = read_metrics(run_dir)
     assert metrics["pretext_loss"] == pytest.approx(losses[-1], rel=1e-5)
+    assert metrics["pretrain_cache"] == "miss"
+    weights = Path(metrics["pretrain_dir"]) / "backbone.safetensors"
 
     # transfer again from the handed-over weights, without pretraining
     again = tmp_path / "again"
     result = run_cli(tmp_path, f"hydra.run.dir={again}", *TINY, "data.labels_per_class=10",
-                     f"backbone.checkpoint={run_dir / 'backbone.safetensors'}")
+                     f"backbone.checkpoint={weights}")
     assert result.returncode == 0, result.stderr[-3000:]
     (reused,) = read_metrics(again)
     assert reused["pretext"] == "rotation" and "pretext_loss" not in reused
+    assert reused["pretrain_cache"] == "external"
     assert reused["score"] == pytest.approx(metrics["score"], abs=1e-6)
     assert not (again / "backbone.safetensors").exists()

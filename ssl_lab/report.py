@@ -1,0 +1,238 @@
+"""Collect the ``metrics.json`` of a sweep into one comparison: a table, plots and an HTML page.
+
+Reads only ``metrics.json`` files (and the pretext pictures beside them); a run directory (one
+with Hydra's ``.hydra/``) without ``metrics.json`` is listed as incomplete, never dropped silently.
+"""
+
+import base64
+import csv
+import hashlib
+import html
+import io
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ssl_lab.atomic import atomic_path
+
+BASELINE = "none"
+REFERENCE_ORDER = ["none", "supervised"]
+
+
+def collect(root: Path) -> tuple[list[dict[str, Any]], list[Path]]:
+    """(metrics of complete runs, run directories without metrics.json)."""
+    runs = []
+    for path in sorted(root.rglob("metrics.json")):
+        metrics = json.loads(path.read_text())
+        metrics["_dir"] = path.parent
+        runs.append(metrics)
+    complete = {m["_dir"] for m in runs}
+    incomplete = sorted(p.parent for p in root.rglob(".hydra") if p.parent not in complete)
+    return runs, incomplete
+
+
+def _budget(m: dict[str, Any]) -> str:
+    if m.get("labels_per_class") is not None:
+        return f"{m['labels_per_class']} labels/class"
+    if m.get("label_fraction") is not None:
+        return f"{m['label_fraction']:g} of labels"
+    return "all labels"
+
+
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (data, backbone, label budget, pretext, downstream): mean, std over seeds, and
+    the gain over ``pretext=none`` with the same everything else."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for m in runs:
+        groups[(m["data"], m["backbone"], _budget(m), m["pretext"], m["downstream"])].append(m)
+    rows = []
+    for (data, backbone, budget, pretext, downstream), members in groups.items():
+        scores = [float(m["score"]) for m in members]
+        rows.append({"data": data, "backbone": backbone, "budget": budget,
+                     "labels_per_class": members[0].get("labels_per_class"),
+                     "pretext": pretext, "downstream": downstream,
+                     "score_name": members[0]["score_name"], "mean": statistics.fmean(scores),
+                     "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                     "seeds": len(scores)})
+    baseline = {(r["data"], r["backbone"], r["budget"], r["downstream"]): r["mean"]
+                for r in rows if r["pretext"] == BASELINE}
+    for r in rows:
+        base = baseline.get((r["data"], r["backbone"], r["budget"], r["downstream"]))
+        r["gain"] = None if base is None else r["mean"] - base
+    return sorted(rows, key=lambda r: (r["data"], r["backbone"], r["labels_per_class"] or 0,
+                                       r["budget"], _pretext_order(r["pretext"]), r["downstream"]))
+
+
+def _pretext_order(name: str) -> tuple[int, str]:
+    return (REFERENCE_ORDER.index(name) if name in REFERENCE_ORDER else len(REFERENCE_ORDER), name)
+
+
+def _cell(r: dict[str, Any]) -> str:
+    text = f"{r['mean']:.3f}" + (f" ± {r['std']:.3f}" if r["seeds"] > 1 else "")
+    if r["gain"] is not None and r["pretext"] != BASELINE:
+        text += f" ({r['gain']:+.3f})"
+    return text
+
+
+def tables(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (data, backbone, budget): a table with pretext rows and downstream columns: its
+    ``title``, ``header``, text ``body`` and the grid of mean scores (``means``, NaN where no run)."""
+    out = []
+    for key in dict.fromkeys((r["data"], r["backbone"], r["budget"]) for r in rows):
+        members = [r for r in rows if (r["data"], r["backbone"], r["budget"]) == key]
+        columns = sorted({r["downstream"] for r in members})
+        pretexts = sorted({r["pretext"] for r in members}, key=_pretext_order)
+        by_cell = {(r["pretext"], r["downstream"]): r for r in members}
+        out.append({
+            "title": f"data={key[0]}, backbone={key[1]}, {key[2]}",
+            "header": ["pretext", *columns],
+            "body": [[p] + [_cell(by_cell[p, c]) if (p, c) in by_cell else "" for c in columns]
+                     for p in pretexts],
+            "means": [[by_cell[p, c]["mean"] if (p, c) in by_cell else float("nan")
+                       for c in columns] for p in pretexts],
+        })
+    return out
+
+
+def markdown(rows: list[dict[str, Any]], incomplete: list[Path]) -> str:
+    parts = ["Cells: score mean ± std over seeds (gain over pretext=none in brackets).", ""]
+    for table in tables(rows):
+        parts += [f"### {table['title']}", "", "| " + " | ".join(table["header"]) + " |",
+                  "|" + "---|" * len(table["header"])]
+        parts += ["| " + " | ".join(line) + " |" for line in table["body"]]
+        parts.append("")
+    if incomplete:
+        parts += ["### Incomplete or failed runs (no metrics.json)", ""]
+        parts += [f"- {p}" for p in incomplete]
+    return "\n".join(parts) + "\n"
+
+
+def _figure_to_png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def transfer_matrix_png(rows: list[dict[str, Any]]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks = tables(rows)
+    fig, axes = plt.subplots(1, len(blocks), figsize=(4.5 * len(blocks), 3.6), squeeze=False)
+    for ax, table in zip(axes[0], blocks):
+        image = ax.imshow(table["means"], cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(table["header"]) - 1), table["header"][1:], rotation=30, ha="right")
+        ax.set_yticks(range(len(table["body"])), [line[0] for line in table["body"]])
+        for i, line in enumerate(table["means"]):
+            for j, value in enumerate(line):
+                if value == value:  # not NaN
+                    ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="w", fontsize=8)
+        ax.set_title(table["title"], fontsize=8)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    png = _figure_to_png(fig)
+    plt.close(fig)
+    return png
+
+
+def label_efficiency_png(rows: list[dict[str, Any]]) -> bytes | None:
+    """Score against labels per class, one line per pretext, one panel per downstream task;
+    None unless several label counts are present."""
+    counted = [r for r in rows if r["labels_per_class"] is not None]
+    if len({r["labels_per_class"] for r in counted}) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    downstreams = sorted({r["downstream"] for r in counted})
+    fig, axes = plt.subplots(1, len(downstreams), figsize=(4.5 * len(downstreams), 3.4),
+                             squeeze=False)
+    for ax, downstream in zip(axes[0], downstreams):
+        for pretext in sorted({r["pretext"] for r in counted}, key=_pretext_order):
+            line = sorted((r["labels_per_class"], r["mean"], r["std"]) for r in counted
+                          if r["downstream"] == downstream and r["pretext"] == pretext)
+            if line:
+                xs, ys, errs = zip(*line)
+                ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=pretext)
+        ax.set_xscale("log")
+        ax.set_xlabel("labels per class")
+        ax.set_ylabel(counted[0]["score_name"])
+        ax.set_title(downstream)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    png = _figure_to_png(fig)
+    plt.close(fig)
+    return png
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def html_page(rows: list[dict[str, Any]], runs: list[dict[str, Any]], incomplete: list[Path],
+              plots: dict[str, bytes]) -> str:
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>ssl-lab report</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #999;padding:4px 8px;text-align:right}"
+             "td:first-child{text-align:left}img{max-width:100%}</style></head><body>",
+             "<h1>ssl-lab report</h1>",
+             "<p>Cells: score mean ± std over seeds (gain over pretext=none in brackets).</p>"]
+    for table in tables(rows):
+        parts.append(f"<h2>{html.escape(table['title'])}</h2><table><tr>"
+                     + "".join(f"<th>{html.escape(h)}</th>" for h in table["header"]) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>"
+                  for line in table["body"]]
+        parts.append("</table>")
+    for name, png in plots.items():
+        parts.append(f"<h2>{html.escape(name)}</h2>{_img(png, name)}")
+    seen: set[str] = set()
+    pictures = []
+    for m in runs:
+        for path in sorted(Path(m["_dir"]).glob("pretext_*.png")):
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest not in seen:
+                seen.add(digest)
+                pictures.append(f"<h3>{html.escape(m['pretext'])} ({html.escape(str(m['_dir']))})"
+                                f"</h3>{_img(data, path.name)}")
+    if pictures:
+        parts += ["<h2>What each pretext task sees</h2>", *pictures]
+    if incomplete:
+        parts.append("<h2>Incomplete or failed runs</h2><ul>"
+                     + "".join(f"<li>{html.escape(str(p))}</li>" for p in incomplete) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(root: Path) -> tuple[str, list[Path]]:
+    """Write report.csv, report.md, transfer_matrix.png, label_efficiency.png (when several label
+    counts are present) and report.html into ``root``; return the markdown and incomplete runs."""
+    runs, incomplete = collect(root)
+    rows = summarise(runs)
+    with atomic_path(root / "report.csv") as tmp, tmp.open("w", newline="") as f:
+        fields = ["data", "backbone", "budget", "labels_per_class", "pretext", "downstream",
+                  "score_name", "mean", "std", "seeds", "gain"]
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    text = markdown(rows, incomplete)
+    with atomic_path(root / "report.md") as tmp:
+        tmp.write_text(text)
+    plots = {}
+    if rows:
+        plots["transfer_matrix.png"] = transfer_matrix_png(rows)
+        efficiency = label_efficiency_png(rows)
+        if efficiency is not None:
+            plots["label_efficiency.png"] = efficiency
+    for name, png in plots.items():
+        with atomic_path(root / name) as tmp:
+            tmp.write_bytes(png)
+    with atomic_path(root / "report.html") as tmp:
+        tmp.write_text(html_page(rows, runs, incomplete, plots))
+    return text, incomplete
