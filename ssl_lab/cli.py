@@ -7,11 +7,22 @@ import warnings
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from ssl_lab.errors import SslLabError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def _sweep_group() -> str:
+    """A name shared by the jobs of one sweep (the W&B group); single runs share one group."""
+    config = HydraConfig.get()
+    return config.sweep.dir if config.mode == RunMode.MULTIRUN else "single-runs"
+
+
+OmegaConf.register_new_resolver("sweep_group", _sweep_group, replace=True)
 
 # Lightning advice that does not apply to small in-memory datasets, and a torch 2.14 deprecation
 # inside Lightning that users cannot act on.
@@ -59,6 +70,10 @@ def _run_job(cfg: DictConfig) -> float:
     try:
         metrics = run(cfg)
     except SslLabError as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # Hydra records the failed job, runs the others, and fails at the end of the sweep
+            print(f"ssl-lab: error: {err}", file=sys.stderr)
+            raise
         _fail(err)
     print_summary(metrics)
     return metrics["score"]

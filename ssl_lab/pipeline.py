@@ -5,7 +5,11 @@ Read top to bottom: ``run`` is the whole story; the helpers above it are its ste
 
 import json
 import logging
+import os
+import shlex
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from ssl_lab import tracking
 from ssl_lab.atomic import write_json
 from ssl_lab.backbones.checkpoint import load_backbone_weights, save_backbone
 from ssl_lab.cache import build_once, pretrain_key, pretrain_spec
@@ -59,8 +64,8 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
     trainer = make_trainer(max_epochs=cfg.pretext.epochs)
     trainer.fit(module, train_dataloaders=data.unlabelled_dataloader(),
                 val_dataloaders=data.val_dataloader())
-    stats = {key.replace("pretext/train_", "pretext_").replace("/", "_"): float(value)
-             for key, value in trainer.callback_metrics.items() if key.startswith("pretext/")}
+    stats = {"pretext_" + key.removeprefix("pretrain/").removeprefix("train_"): float(value)
+             for key, value in trainer.callback_metrics.items() if key.startswith("pretrain/")}
     module.eval()
     with torch.no_grad():
         rows = task.picture(backbone, next(iter(data.val_dataloader())))
@@ -93,19 +98,46 @@ def pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModul
     return {**stats, "pretrain_cache": "hit" if hit else "miss", "pretrain_dir": str(entry)}
 
 
+def run_info() -> dict[str, Any]:
+    """What is needed to rerun this job: the command line, package versions, the git commit."""
+    import importlib.metadata as md
+
+    packages = ["ssl_lab", "torch", "torchvision", "pytorch-lightning", "hydra-core", "omegaconf",
+                "torchmetrics"]
+    repo = Path(__file__).resolve().parent.parent
+    git = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=40"],
+                         capture_output=True, text=True) if shutil.which("git") else None
+    return {"command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), "cwd": os.getcwd(),
+            "python": sys.version.split()[0],
+            "packages": {name: md.version(name) for name in packages},
+            "git_commit": git.stdout.strip() if git is not None and git.returncode == 0 else None}
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one pretrain -> transfer job; write and return its metrics."""
     check_compatible(cfg)
     run_dir = Path(cfg.paths.run_dir)
-    started = time.perf_counter()
-
+    write_json(run_dir / "run_info.json", run_info())
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = instantiate(cfg.data)
     data.setup()  # reads the data and picks the labelled subset: bad label counts fail here
     backbone = instantiate(cfg.backbone.net)
     loggers = list(instantiate(cfg.logger).values()) if cfg.logger else []
-    make_trainer = trainer_factory(cfg, loggers)
+    tracking.log_config(loggers, cfg)
+    try:
+        metrics = _pretrain_and_transfer(cfg, data, backbone, loggers, run_dir)
+    except BaseException:
+        tracking.finish(loggers, None)
+        raise
+    write_json(run_dir / "metrics.json", metrics)
+    tracking.finish(loggers, metrics)
+    return metrics
 
+
+def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbone: nn.Module,
+                           loggers: list, run_dir: Path) -> dict[str, Any]:
+    make_trainer = trainer_factory(cfg, loggers)
+    started = time.perf_counter()
     metrics: dict[str, Any] = {
         "pretext": cfg.pretext.name, "downstream": cfg.downstream.name, "data": cfg.data.name,
         "backbone": cfg.backbone.name, "seed": cfg.seed,
@@ -119,10 +151,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                        backbone_checkpoint=str(cfg.backbone.checkpoint), pretrain_cache="external")
         log.info("loaded backbone weights from %s", cfg.backbone.checkpoint)
     elif cfg.pretext.task is not None:
-        log.info("pretraining %s with %s for %d epochs", cfg.backbone.name, cfg.pretext.name,
-                 cfg.pretext.epochs)
+        log.info("pretext: %s (%d epochs)", cfg.pretext.name, cfg.pretext.epochs)
         metrics.update(pretrained(cfg, backbone, data, make_trainer, run_dir))
         log.info("pretraining: %s (%s)", metrics["pretrain_cache"], metrics["pretrain_dir"])
+        for picture in run_dir.glob("pretext_*.png"):
+            tracking.log_picture(loggers, picture)
     else:
         metrics["pretrain_cache"] = "none"
     metrics["pretrain_seconds"] = round(time.perf_counter() - started, 2)
@@ -133,6 +166,4 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     transfer_started = time.perf_counter()
     metrics.update(downstream.evaluate(backbone, data, make_trainer))
     metrics["transfer_seconds"] = round(time.perf_counter() - transfer_started, 2)
-
-    write_json(run_dir / "metrics.json", metrics)
     return metrics

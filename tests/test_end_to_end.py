@@ -44,7 +44,7 @@ def test_sweep_of_pretext_by_downstream_writes_one_metrics_file_per_job(tmp_path
         assert (job / f"pretext_{m['pretext']}.png").is_file() == has_picture
         if m["pretrain_cache"] == "miss":
             rows = list(csv.DictReader((job / "logs" / "metrics.csv").open()))
-            losses = [float(r["pretext/train_loss"]) for r in rows if r.get("pretext/train_loss")]
+            losses = [float(r["pretrain/train_loss"]) for r in rows if r.get("pretrain/train_loss")]
             assert len(losses) == 3 and losses[-1] < losses[0], (m["pretext"], losses)
     assert cache_use == {"none": ["none", "none"], **{p: ["miss", "hit"] for p in PRETEXTS[1:]}}
 
@@ -57,7 +57,7 @@ def test_pretext_loss_falls_and_the_backbone_is_handed_over(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test/acc" in result.stdout  # the summary table
     rows = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
-    losses = [float(r["pretext/train_loss"]) for r in rows if r.get("pretext/train_loss")]
+    losses = [float(r["pretrain/train_loss"]) for r in rows if r.get("pretrain/train_loss")]
     assert len(losses) == 4 and losses[-1] < losses[0]
     (metrics,) = read_metrics(run_dir)
     assert metrics["pretext_loss"] == pytest.approx(losses[-1], rel=1e-5)

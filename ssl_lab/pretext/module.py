@@ -13,7 +13,7 @@ from ssl_lab.pretext.task import PretextTask
 
 
 class PretextModule(pl.LightningModule):
-    """Logs ``pretext/train_loss`` and ``pretext/val_loss`` (and ``.../acc`` for tasks with
+    """Logs ``pretrain/train_loss`` and ``pretrain/val_loss`` (and ``.../acc`` for tasks with
     pseudo-classes). The task owns inputs, head and loss; this module owns the loop."""
 
     def __init__(self, backbone: nn.Module, task: PretextTask, lr: float,
@@ -30,12 +30,12 @@ class PretextModule(pl.LightningModule):
         inputs, targets = self.task.make_batch(batch)
         outputs = self.task(self.backbone, inputs)
         loss = self.task.loss(outputs, targets)
-        self.log(f"pretext/{split}_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+        self.log(f"pretrain/{split}_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=len(inputs))
         if self.task.num_classes:
             acc = getattr(self, f"{split}_acc")
             acc(outputs.detach(), targets)
-            self.log(f"pretext/{split}_acc", acc, on_step=False, on_epoch=True, batch_size=len(inputs))
+            self.log(f"pretrain/{split}_acc", acc, on_step=False, on_epoch=True, batch_size=len(inputs))
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
