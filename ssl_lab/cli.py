@@ -37,8 +37,8 @@ def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
     """
     for arg in overrides:
         match = re.fullmatch(r"([\w/]+)=(.*)", arg)
-        if not match or not (conf_dir / match[1]).is_dir():
-            continue
+        if not match or match[1].startswith("hydra/") or not (conf_dir / match[1]).is_dir():
+            continue  # Hydra's own groups also hold plugins' choices
         group, value = match[1], match[2]
         if re.search(r"[()\[\]{}$]", value):
             continue  # sweep functions and interpolations: Hydra checks those itself
