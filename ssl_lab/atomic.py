@@ -2,10 +2,13 @@
 
 import json
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 
 @contextmanager
@@ -24,3 +27,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def build_once(entry: Path, build: Callable[[Path], None]) -> bool:
+    """Make sure directory ``entry`` exists, complete; return True if it already did (a hit).
+
+    ``build`` fills a private staging directory, which is renamed onto ``entry`` only when it is
+    complete, so readers never see half an entry. A file lock makes racing jobs wait for the one
+    that builds, then reuse its result.
+    """
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(entry) + ".lock"):
+        if entry.is_dir():
+            return True
+        staging = entry.with_name(f".{entry.name}.{os.getpid()}.staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            build(staging)
+            os.rename(staging, entry)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return False

@@ -42,7 +42,8 @@ def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
         group, value = match[1], match[2]
         if re.search(r"[()\[\]{}$]", value):
             continue  # sweep functions and interpolations: Hydra checks those itself
-        options = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+        options = sorted(p.stem for p in (conf_dir / group).glob("*.yaml")
+                         if not p.stem.startswith("_"))  # _common.yaml: shared, not a choice
         for choice in value.split(","):
             if choice not in options and choice != "null":
                 raise SslLabError(f"unknown {group} '{choice}' (choose from: {', '.join(options)})")

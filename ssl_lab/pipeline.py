@@ -22,9 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ssl_lab import tracking
-from ssl_lab.atomic import write_json
+from ssl_lab.atomic import build_once, write_json
 from ssl_lab.backbones.checkpoint import load_backbone_weights, save_backbone
-from ssl_lab.cache import build_once, pretrain_key, pretrain_spec
+from ssl_lab.cache import pretrain_key, pretrain_spec
 from ssl_lab.errors import SslLabError
 from ssl_lab.pictures import save_picture
 from ssl_lab.pretext.module import PretextModule

@@ -1,7 +1,8 @@
 import multiprocessing
 import time
 
-from ssl_lab.cache import build_once, pretrain_key
+from ssl_lab.atomic import build_once
+from ssl_lab.cache import pretrain_key
 
 
 def test_key_depends_on_pretraining_choices_only(compose_cfg):

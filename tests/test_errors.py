@@ -6,7 +6,8 @@ from conftest import TINY, run_cli
 
 
 @pytest.mark.parametrize("override, cause", [
-    ("pretext=nonexistent", "unknown pretext 'nonexistent' (choose from: none, rotation, supervised)"),
+    ("pretext=nonexistent", "unknown pretext 'nonexistent' (choose from: inpainting, jigsaw, none, "
+                            "rotation, supervised)"),
     ("data.labels_per_class=0", "data.labels_per_class=0: must be at least 1"),
     ("data.labels_per_class=500", "larger than the smallest class"),
     ("backbone.checkpoint=/missing/file", "backbone.checkpoint: no such file: /missing/file"),

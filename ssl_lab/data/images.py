@@ -3,16 +3,32 @@
 A subclass only says how to read its arrays (``load_arrays``); this class resizes, normalises,
 splits by ``split_seed`` (fixed, so the test set never moves), and picks the labelled subset by
 ``seed`` (so seeds vary the labelled examples, not the test set).
+
+A dataset with extra images that have no labels (STL-10's ``unlabeled`` split) returns them as
+``x_unlabelled``: they are normalised with the train statistics and added to the pretraining data
+only (``unlabelled_dataloader``), labelled ``UNLABELLED``; transfer, val and test never see them.
 """
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset, TensorDataset
+from torch.utils.data import (ConcatDataset, DataLoader, Dataset, RandomSampler, Subset,
+                              TensorDataset)
 
 from ssl_lab.data.labels import select_labelled
 from ssl_lab.errors import SslLabError
+
+UNLABELLED = -1  # the label of pretraining-only images (``x_unlabelled``)
+_CHUNK = 4096  # images converted at a time: a large uint8 array never exists whole as float32
+
+
+def channels_first(x: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> (N, C, H, W) when the last axis looks like channels (1 or 3) and the
+    second does not; (N, H, W) and (N, C, H, W) pass through. A view, not a copy."""
+    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        return x.transpose(0, 3, 1, 2)
+    return x
 
 
 class InMemoryImageDataModule(pl.LightningDataModule):
@@ -38,20 +54,27 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         self.splits: dict[str, TensorDataset] = {}
 
     def load_arrays(self) -> dict[str, np.ndarray]:
-        """``x_train`` (N, H, W) or (N, C, H, W) and ``y_train``; ``x_test``/``y_test`` if the
-        dataset has an official test split."""
+        """``x_train`` (N, H, W) or (N, C, H, W), float in [0, 1] or uint8, and ``y_train``;
+        ``x_val``/``y_val`` and ``x_test``/``y_test`` if the dataset has official splits;
+        ``x_unlabelled`` if it has images without labels, for pretraining only."""
         raise NotImplementedError
 
     def _to_tensor(self, x: np.ndarray) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-        if t.ndim == 3:
-            t = t.unsqueeze(1)
-        if t.shape[1] != self.channels:
-            raise SslLabError(f"data={self.name}: images have {t.shape[1]} channels, "
+        x = np.asarray(x)
+        if x.ndim == 3:
+            x = x[:, None]
+        if x.shape[1] != self.channels:
+            raise SslLabError(f"data={self.name}: images have {x.shape[1]} channels, "
                               f"config says data.channels={self.channels}")
-        if t.shape[-1] != self.size or t.shape[-2] != self.size:
-            t = F.interpolate(t, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return t
+        scale = 1 / 255 if x.dtype == np.uint8 else 1.0
+        out = torch.empty(len(x), self.channels, self.size, self.size)
+        for start in range(0, len(x), _CHUNK):
+            chunk = torch.from_numpy(np.ascontiguousarray(x[start:start + _CHUNK]))
+            if chunk.shape[-2:] != out.shape[-2:]:
+                chunk = F.interpolate(chunk.float(), size=(self.size, self.size), mode="bilinear",
+                                      align_corners=False, antialias=True)
+            out[start:start + len(chunk)].copy_(chunk).mul_(scale)
+        return out
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -59,26 +82,29 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         arrays = self.load_arrays()
         x, y = self._to_tensor(arrays["x_train"]), torch.as_tensor(arrays["y_train"]).long()
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed))
-        n_val = int(round(self.val_fraction * len(x)))
-        if "x_test" in arrays:
-            x_test, y_test = self._to_tensor(arrays["x_test"]), torch.as_tensor(arrays["y_test"]).long()
-            n_test = 0
-        else:
-            n_test = int(round(self.test_fraction * len(x)))
-            x_test, y_test = x[order[:n_test]], y[order[:n_test]]
-        val_idx, train_idx = order[n_test:n_test + n_val], order[n_test + n_val:]
+        held_out, start = {}, 0
+        for split, fraction in (("test", self.test_fraction), ("val", self.val_fraction)):
+            if f"x_{split}" in arrays:
+                held_out[split] = (self._to_tensor(arrays[f"x_{split}"]),
+                                   torch.as_tensor(arrays[f"y_{split}"]).long())
+            else:
+                idx = order[start:start + int(round(fraction * len(x)))]
+                held_out[split], start = (x[idx], y[idx]), start + len(idx)
+        train_idx = order[start:]
         x_train = x[train_idx]
         dims = (0, 2, 3)
         self.mean, self.std = x_train.mean(dims), x_train.std(dims).clamp_min(1e-6)
 
-        def normalise(t: torch.Tensor) -> torch.Tensor:
-            return (t - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+        def normalise(t: torch.Tensor) -> torch.Tensor:  # in place: every tensor here is a copy
+            return t.sub_(self.mean.view(1, -1, 1, 1)).div_(self.std.view(1, -1, 1, 1))
 
-        self.splits = {
-            "train": TensorDataset(normalise(x_train), y[train_idx]),
-            "val": TensorDataset(normalise(x[val_idx]), y[val_idx]),
-            "test": TensorDataset(normalise(x_test), y_test),
-        }
+        self.splits = {"train": TensorDataset(normalise(x_train), y[train_idx])}
+        for split, (xs, ys) in held_out.items():
+            self.splits[split] = TensorDataset(normalise(xs), ys)
+        if "x_unlabelled" in arrays:
+            x_extra = normalise(self._to_tensor(arrays["x_unlabelled"]))
+            self.splits["unlabelled"] = TensorDataset(
+                x_extra, torch.full((len(x_extra),), UNLABELLED, dtype=torch.long))
         self.labelled_indices = select_labelled(
             y[train_idx].numpy(), self.labels_per_class, self.label_fraction, self.seed)
 
@@ -91,9 +117,11 @@ class InMemoryImageDataModule(pl.LightningDataModule):
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def unlabelled_dataloader(self) -> DataLoader:
-        """The whole train split, for pretraining (labels are there; self-supervised tasks ignore
-        them, the supervised reference uses them)."""
-        return self._loader(self.splits["train"], shuffle=True)
+        """The whole train split plus any unlabelled images, for pretraining (labels are there;
+        self-supervised tasks ignore them, the supervised reference uses them; unlabelled
+        images carry ``UNLABELLED``)."""
+        extra = [self.splits["unlabelled"]] if "unlabelled" in self.splits else []
+        return self._loader(ConcatDataset([self.splits["train"], *extra]), shuffle=True)
 
     def labelled_dataset(self) -> Subset:
         """The labelled subset of the train split, for transfer."""

@@ -14,4 +14,6 @@ class SupervisedClassification(PretextTask):
         self.head = nn.Linear(feature_dim, num_classes)
 
     def make_batch(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        return batch[0], batch[1]
+        images, labels = batch[0], batch[1]
+        labelled = labels >= 0  # pretraining-only images (STL-10's unlabeled split) carry -1
+        return images[labelled], labels[labelled]
