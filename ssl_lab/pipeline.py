@@ -41,6 +41,12 @@ def check_compatible(cfg: DictConfig) -> None:
         if modality not in ("any", data_modality):
             raise SslLabError(f"{group}={cfg[group].name} works on {modality} data, "
                               f"but data={cfg.data.name} is {data_modality}")
+    needs = cfg.downstream.get("requires_pretext")
+    if needs is not None and (cfg.pretext.name != needs or cfg.backbone.checkpoint is not None):
+        chosen = ("backbone.checkpoint" if cfg.backbone.checkpoint is not None
+                  else f"pretext={cfg.pretext.name}")
+        raise SslLabError(f"downstream={cfg.downstream.name} ignores the backbone: "
+                          f"run it with pretext={needs}, not {chosen}")
     checkpoint = cfg.backbone.checkpoint
     if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
         raise SslLabError(f"backbone.checkpoint: no such file: {checkpoint}")

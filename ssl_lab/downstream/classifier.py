@@ -1,4 +1,5 @@
-"""The LightningModule that trains a classification head on a backbone (frozen or not)."""
+"""The LightningModule that trains a classification head on a backbone (frozen, partly or fully
+trained), and the freeze policy that decides which backbone blocks train at what learning rate."""
 
 from collections.abc import Callable
 from typing import Any
@@ -10,28 +11,73 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 
+from ssl_lab.errors import SslLabError
 from ssl_lab.optim import configure_optimizers
+
+FREEZE_CHOICES = ("full", "frozen", "last_k")
+
+
+def block_lr_scales(num_blocks: int, freeze: str = "full", trainable_blocks: int = 1,
+                    backbone_lr_scale: float = 1.0, layer_decay: float = 1.0) -> list[float]:
+    """Learning-rate scale of each block, input to output; 0 freezes the block.
+
+    Block i from the top trains at ``backbone_lr_scale * layer_decay**i``: layers near the input
+    hold generic features worth keeping, so they move least.
+    """
+    if freeze not in FREEZE_CHOICES:
+        raise SslLabError(f"downstream.freeze={freeze}: choose from {', '.join(FREEZE_CHOICES)}")
+    if freeze == "frozen" or backbone_lr_scale <= 0:
+        return [0.0] * num_blocks
+    if freeze == "last_k" and not 1 <= trainable_blocks <= num_blocks:
+        raise SslLabError(f"downstream.trainable_blocks={trainable_blocks}: the backbone has "
+                          f"{num_blocks} blocks")
+    if not 0.0 < layer_decay <= 1.0:
+        raise SslLabError(f"downstream.layer_decay={layer_decay}: must be in (0, 1]")
+    trainable = num_blocks if freeze == "full" else trainable_blocks
+    return [backbone_lr_scale * layer_decay ** (num_blocks - 1 - i) if i >= num_blocks - trainable
+            else 0.0 for i in range(num_blocks)]
 
 
 class ClassifierModule(pl.LightningModule):
-    """Cross-entropy on ``head(backbone(x))``. The backbone trains at ``lr * backbone_lr_scale``;
-    a scale of 0 freezes it (no gradients, batch-norm statistics kept in eval mode)."""
+    """Cross-entropy on ``head(backbone(x))``, with the freeze policy of ``block_lr_scales``
+    (a ``backbone_lr_scale`` of 0 freezes the whole backbone, which then needs no ``blocks()``).
+
+    Frozen blocks get no gradients and stay in eval mode, so their batch-norm statistics do not
+    drift towards the few labelled examples either. Parameters outside every block train only
+    with ``freeze=full``, at ``backbone_lr_scale``.
+    """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, num_classes: int, lr: float,
                  optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None,
-                 backbone_lr_scale: float = 1.0) -> None:
+                 backbone_lr_scale: float = 1.0, freeze: str = "full", trainable_blocks: int = 1,
+                 layer_decay: float = 1.0) -> None:
         super().__init__()
         self.backbone, self.head, self.lr = backbone, head, lr
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        whole_backbone_frozen = freeze == "frozen" or backbone_lr_scale <= 0
+        blocks = [] if whole_backbone_frozen else list(backbone.blocks())
+        scales = block_lr_scales(len(blocks), freeze, trainable_blocks, backbone_lr_scale,
+                                 layer_decay)
         self.backbone_lr_scale = backbone_lr_scale
-        self.backbone.requires_grad_(backbone_lr_scale > 0)
+        self._blocks = list(zip(blocks, scales))  # (block, lr scale), input to output
+        self.n_trainable_blocks = sum(s > 0 for s in scales)
+        backbone.requires_grad_(freeze == "full" and not whole_backbone_frozen)
+        for block, scale in self._blocks:
+            block.requires_grad_(scale > 0)
+        self._frozen = ([backbone] if whole_backbone_frozen
+                        else [b for b, s in self._blocks if s == 0])
         self.accuracy = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes, average="micro")
                                        for s in ("train", "val", "test")})
 
-    def on_train_epoch_start(self) -> None:
-        if self.backbone_lr_scale == 0:
-            self.backbone.eval()
+    def train(self, mode: bool = True) -> "ClassifierModule":
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()
+        return self
+
+    def on_train_start(self) -> None:
+        self.train()  # Lightning restores, but never sets, training mode: set it, frozen parts aside
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         x, y = batch
@@ -55,9 +101,11 @@ class ClassifierModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = [{"params": list(self.head.parameters())}]
-        if self.backbone_lr_scale > 0:
-            groups.append({"params": list(self.backbone.parameters()),
-                           "lr_scale": self.backbone_lr_scale})
+        groups += [{"params": list(b.parameters()), "lr_scale": s} for b, s in self._blocks if s > 0]
+        in_blocks = {id(p) for b, _ in self._blocks for p in b.parameters()}
+        outside = [p for p in self.backbone.parameters()
+                   if p.requires_grad and id(p) not in in_blocks]
+        groups.append({"params": outside, "lr_scale": self.backbone_lr_scale})
         return configure_optimizers(groups, self.lr, self.optimizer_factory, self.scheduler_factory)
 
 
