@@ -9,7 +9,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ssl_lab.errors import SslLabError
 
@@ -62,10 +62,22 @@ def _fail(err: SslLabError) -> None:
     sys.exit(2)
 
 
+def _children_run_this_job_only() -> None:
+    """Lightning's DDP launcher starts the other processes with this process's command line, which
+    in a sweep would start the whole sweep again in each of them: make it this job's own."""
+    config = HydraConfig.get()
+    sys.argv = [sys.argv[0], *config.overrides.task]
+    with read_write(config), open_dict(config):
+        config.run.dir = config.runtime.output_dir  # Lightning passes it on as hydra.run.dir
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _run_job(cfg: DictConfig) -> float:
     _quiet_libraries()
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        _children_run_this_job_only()
     from ssl_lab.pipeline import run
+    from ssl_lab.ranks import forget_processes, is_global_zero
     from ssl_lab.summary import print_summary
 
     try:
@@ -76,7 +88,10 @@ def _run_job(cfg: DictConfig) -> float:
             print(f"ssl-lab: error: {err}", file=sys.stderr)
             raise
         _fail(err)
-    print_summary(metrics)
+    finally:
+        forget_processes()
+    if is_global_zero():
+        print_summary(metrics)
     return metrics["score"]
 
 

@@ -28,6 +28,7 @@ from ssl_lab.cache import pretrain_key, pretrain_spec
 from ssl_lab.errors import SslLabError
 from ssl_lab.pictures import save_picture
 from ssl_lab.pretext.module import PretextModule
+from ssl_lab.ranks import is_global_zero
 
 log = logging.getLogger("ssl_lab")
 BACKBONE_FILE = "backbone.safetensors"
@@ -52,6 +53,20 @@ def check_compatible(cfg: DictConfig) -> None:
         raise SslLabError(f"backbone.checkpoint: no such file: {checkpoint}")
 
 
+def per_device_batch_size(cfg: DictConfig) -> int:
+    """``data.batch_size`` is the global batch: under DDP each of the processes takes its share,
+    so a run computes the same gradient steps on 1 or N processes."""
+    trainer = cfg.trainer
+    devices = trainer.get("devices", 1)
+    if "ddp" not in str(trainer.get("strategy", "")) or not isinstance(devices, int):
+        return cfg.data.batch_size
+    world = devices * int(trainer.get("num_nodes", 1))
+    if cfg.data.batch_size % world:
+        raise SslLabError(f"data.batch_size={cfg.data.batch_size} does not split evenly over "
+                          f"{world} processes (trainer.devices x trainer.num_nodes)")
+    return cfg.data.batch_size // world
+
+
 def trainer_factory(cfg: DictConfig, loggers: list) -> Callable[..., pl.Trainer]:
     """Trainers for each phase of the run, all from ``cfg.trainer``, sharing the run's loggers."""
     def make_trainer(max_epochs: int, logger: Any = None) -> pl.Trainer:
@@ -61,9 +76,10 @@ def trainer_factory(cfg: DictConfig, loggers: list) -> Callable[..., pl.Trainer]
 
 
 def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
-             make_trainer: Callable[..., pl.Trainer], out_dir: Path) -> dict[str, float]:
+             make_trainer: Callable[..., pl.Trainer], out_dir: Path | None) -> dict[str, float]:
     """Train ``backbone`` in place with the pretext task; write its weights, its final metrics and
-    the task's picture of what it sees and predicts into ``out_dir``; return the metrics."""
+    the task's picture of what it sees and predicts into ``out_dir`` (None: write nothing, as in
+    the other processes of a DDP job); return the metrics."""
     task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim)
     module = PretextModule(backbone, task, cfg.pretext.lr, instantiate(cfg.pretext.optimizer),
                            instantiate(cfg.pretext.scheduler))
@@ -72,6 +88,8 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
                 val_dataloaders=data.val_dataloader())
     stats = {"pretext_" + key.removeprefix("pretrain/").removeprefix("train_"): float(value)
              for key, value in trainer.callback_metrics.items() if key.startswith("pretrain/")}
+    if out_dir is None:
+        return stats
     module.eval()
     with torch.no_grad():
         rows = task.picture(backbone, next(iter(data.val_dataloader())))
@@ -92,9 +110,15 @@ def pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModul
                make_trainer: Callable[..., pl.Trainer], run_dir: Path) -> dict[str, Any]:
     """Pretrain ``backbone``, or load the cached pretraining with the same key."""
     if cfg.paths.cache_dir is None:
-        stats = pretrain(cfg, backbone, data, make_trainer, run_dir)
+        stats = pretrain(cfg, backbone, data, make_trainer, run_dir if is_global_zero() else None)
         return {**stats, "pretrain_cache": "disabled", "pretrain_dir": str(run_dir)}
     entry = Path(cfg.paths.cache_dir) / pretrain_key(cfg)
+    if not is_global_zero():  # a DDP helper process: train alongside rank 0, never write or lock
+        if not entry.is_dir():
+            stats = pretrain(cfg, backbone, data, make_trainer, None)
+            return {**stats, "pretrain_cache": "miss", "pretrain_dir": str(entry)}
+        load_backbone_weights(backbone, entry / BACKBONE_FILE)
+        return {"pretrain_cache": "hit", "pretrain_dir": str(entry)}
     hit = build_once(entry, lambda staging: pretrain(cfg, backbone, data, make_trainer, staging))
     if hit:
         load_backbone_weights(backbone, entry / BACKBONE_FILE)
@@ -123,9 +147,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one pretrain -> transfer job; write and return its metrics."""
     check_compatible(cfg)
     run_dir = Path(cfg.paths.run_dir)
-    write_json(run_dir / "run_info.json", run_info())
+    if is_global_zero():
+        write_json(run_dir / "run_info.json", run_info())
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = instantiate(cfg.data)
+    data = instantiate(cfg.data, batch_size=per_device_batch_size(cfg))
     data.setup()  # reads the data and picks the labelled subset: bad label counts fail here
     backbone = instantiate(cfg.backbone.net)
     loggers = list(instantiate(cfg.logger).values()) if cfg.logger else []
@@ -135,7 +160,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     except BaseException:
         tracking.finish(loggers, None)
         raise
-    write_json(run_dir / "metrics.json", metrics)
+    if is_global_zero():
+        write_json(run_dir / "metrics.json", metrics)
     tracking.finish(loggers, metrics)
     return metrics
 

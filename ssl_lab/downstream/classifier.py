@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ssl_lab.errors import SslLabError
 from ssl_lab.optim import configure_optimizers
+from ssl_lab.ranks import unrepeated
 
 FREEZE_CHOICES = ("full", "frozen", "last_k")
 
@@ -114,6 +115,6 @@ def fit_and_test(module: ClassifierModule, train: DataLoader, val: DataLoader, t
     """Train for ``epochs`` and return the test metrics of the final model."""
     trainer = make_trainer(max_epochs=epochs)
     trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
-    (results,) = trainer.test(module, dataloaders=test, verbose=False)
+    (results,) = trainer.test(module, dataloaders=unrepeated(test), verbose=False)
     return {"score": float(results["test/acc"]), "score_name": "test/acc",
             "test_loss": float(results["test/loss"])}

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ssl_lab.ranks import gather_cat
+
 
 class _FeatureExtractor(pl.LightningModule):
     def __init__(self, backbone: nn.Module) -> None:
@@ -23,4 +25,5 @@ def extract_features(backbone: nn.Module, loader: DataLoader,
     """(features, labels) of every example in ``loader``, backbone in eval mode."""
     outputs = make_trainer(max_epochs=1, logger=False).predict(
         _FeatureExtractor(backbone), dataloaders=loader)
-    return torch.cat([f for f, _ in outputs]), torch.cat([y for _, y in outputs])
+    # under DDP each process predicted a shard: every process gets all of them
+    return gather_cat(torch.cat([f for f, _ in outputs]), torch.cat([y for _, y in outputs]))
