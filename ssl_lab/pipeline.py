@@ -153,6 +153,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     data = instantiate(cfg.data, batch_size=per_device_batch_size(cfg))
     data.setup()  # reads the data and picks the labelled subset: bad label counts fail here
     backbone = instantiate(cfg.backbone.net)
+    if cfg.compile:
+        backbone.compile()  # in place: the state_dict keeps its keys for the hand-off
     loggers = list(instantiate(cfg.logger).values()) if cfg.logger else []
     tracking.log_config(loggers, cfg)
     try:
