@@ -13,6 +13,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import (ConcatDataset, DataLoader, Dataset, RandomSampler, Subset,
                               TensorDataset)
 
@@ -38,7 +39,8 @@ class InMemoryImageDataModule(pl.LightningDataModule):
     def __init__(self, name: str, num_classes: int, channels: int, size: int,
                  modality: str = "image", batch_size: int = 128,
                  labels_per_class: int | None = None, label_fraction: float | None = None,
-                 fixed_epoch_length: bool = True, val_fraction: float = 0.1,
+                 fixed_epoch_length: bool = True, augment: nn.Module | None = None,
+                 val_fraction: float = 0.1,
                  test_fraction: float = 0.2, split_seed: int = 0, seed: int = 0,
                  num_workers: int = 0) -> None:
         super().__init__()
@@ -49,6 +51,7 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.labels_per_class, self.label_fraction = labels_per_class, label_fraction
         self.fixed_epoch_length = fixed_epoch_length
+        self.augment = augment  # applied by transfer training to its batches, on their device
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.split_seed, self.seed = split_seed, seed
         self.splits: dict[str, TensorDataset] = {}

@@ -52,9 +52,10 @@ class ClassifierModule(pl.LightningModule):
                  optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None,
                  backbone_lr_scale: float = 1.0, freeze: str = "full", trainable_blocks: int = 1,
-                 layer_decay: float = 1.0) -> None:
+                 layer_decay: float = 1.0, augment: nn.Module | None = None) -> None:
         super().__init__()
         self.backbone, self.head, self.lr = backbone, head, lr
+        self.augment = augment
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         whole_backbone_frozen = freeze == "frozen" or backbone_lr_scale <= 0
         blocks = [] if whole_backbone_frozen else list(backbone.blocks())
@@ -82,6 +83,8 @@ class ClassifierModule(pl.LightningModule):
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         x, y = batch
+        if split == "train" and self.augment is not None:
+            x = self.augment(x)
         logits = self.head(self.backbone(x))
         loss = F.cross_entropy(logits, y)
         prefix = {"train": "transfer/train_", "val": "transfer/val_", "test": "test/"}[split]

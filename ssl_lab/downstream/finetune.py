@@ -27,7 +27,7 @@ class FineTune:
         head = nn.Linear(backbone.out_dim, data.num_classes)
         module = ClassifierModule(backbone, head, data.num_classes, self.lr, self.optimizer,
                                   self.scheduler, self.backbone_lr_scale, self.freeze,
-                                  self.trainable_blocks, self.layer_decay)
+                                  self.trainable_blocks, self.layer_decay, data.augment)
         metrics = fit_and_test(module, data.train_dataloader(), data.val_dataloader(),
                                data.test_dataloader(), self.epochs, make_trainer)
         # The report sees only metrics.json: record the policy so a sweep over it stays readable.
