@@ -26,6 +26,7 @@ from ssl_lab.atomic import build_once, write_json
 from ssl_lab.backbones.checkpoint import load_backbone_weights, save_backbone
 from ssl_lab.cache import pretrain_key, pretrain_spec
 from ssl_lab.errors import SslLabError
+from ssl_lab.monitor import KNNMonitor
 from ssl_lab.pictures import save_picture
 from ssl_lab.pretext.module import PretextModule
 from ssl_lab.ranks import is_global_zero
@@ -69,9 +70,11 @@ def per_device_batch_size(cfg: DictConfig) -> int:
 
 def trainer_factory(cfg: DictConfig, loggers: list) -> Callable[..., pl.Trainer]:
     """Trainers for each phase of the run, all from ``cfg.trainer``, sharing the run's loggers."""
-    def make_trainer(max_epochs: int, logger: Any = None) -> pl.Trainer:
+    def make_trainer(max_epochs: int, logger: Any = None,
+                     callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
         return instantiate(cfg.trainer, max_epochs=max_epochs,
-                           logger=(loggers or False) if logger is None else logger)
+                           logger=(loggers or False) if logger is None else logger,
+                           callbacks=callbacks)
     return make_trainer
 
 
@@ -83,7 +86,12 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
     task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim)
     module = PretextModule(backbone, task, cfg.pretext.lr, instantiate(cfg.pretext.optimizer),
                            instantiate(cfg.pretext.scheduler))
-    trainer = make_trainer(max_epochs=cfg.pretext.epochs)
+    monitor, callbacks = cfg.monitor, []
+    if monitor.knn:  # weights are the same either way, so the cache key ignores the monitor
+        callbacks.append(KNNMonitor(data.labelled_dataset(), data.val_dataloader().dataset,
+                                    data.num_classes, monitor.k, monitor.temperature,
+                                    monitor.max_bank))
+    trainer = make_trainer(max_epochs=cfg.pretext.epochs, callbacks=callbacks)
     trainer.fit(module, train_dataloaders=data.unlabelled_dataloader(),
                 val_dataloaders=data.val_dataloader())
     stats = {"pretext_" + key.removeprefix("pretrain/").removeprefix("train_"): float(value)

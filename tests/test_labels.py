@@ -62,3 +62,12 @@ def test_digits_subset_is_the_same_for_every_pretext_and_changes_with_seed(compo
     assert not np.array_equal(rotation.labelled_indices, other_seed.labelled_indices)
     # the split itself does not move with the seed: only the labelled subset does
     assert rotation.splits["test"].tensors[1].tolist() == other_seed.splits["test"].tensors[1].tolist()
+
+
+def test_a_fixed_length_epoch_cycles_through_the_subset_evenly():
+    from ssl_lab.data.images import CyclingSampler
+
+    indices = list(CyclingSampler(n=7, num_samples=30))
+    counts = np.bincount(indices, minlength=7)
+    assert len(indices) == 30 and counts.min() >= 4 and counts.max() <= 5
+    assert sorted(indices[:7]) == list(range(7))  # each pass is a permutation

@@ -9,13 +9,14 @@ A dataset with extra images that have no labels (STL-10's ``unlabeled`` split) r
 only (``unlabelled_dataloader``), labelled ``UNLABELLED``; transfer, val and test never see them.
 """
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import (ConcatDataset, DataLoader, Dataset, RandomSampler, Subset,
-                              TensorDataset)
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset, TensorDataset
 
 from ssl_lab.data.labels import select_labelled
 from ssl_lab.errors import SslLabError
@@ -30,6 +31,24 @@ def channels_first(x: np.ndarray) -> np.ndarray:
     if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         return x.transpose(0, 3, 1, 2)
     return x
+
+
+class CyclingSampler(Sampler[int]):
+    """``num_samples`` indices from fresh random permutations of ``range(n)``, one after another.
+
+    Not a ``RandomSampler`` on purpose: under DDP Lightning replaces those with a one-pass
+    distributed sampler, but wraps any other sampler, so the epoch length survives.
+    """
+
+    def __init__(self, n: int, num_samples: int) -> None:
+        self.n, self.num_samples = n, num_samples
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        permutations = [torch.randperm(self.n) for _ in range(-(-self.num_samples // self.n))]
+        return iter(torch.cat(permutations)[:self.num_samples].tolist())
 
 
 class InMemoryImageDataModule(pl.LightningDataModule):
@@ -138,7 +157,7 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         many steps as all labels do; otherwise a few labels would get a handful of steps.
         """
         size = len(self.splits["train"]) if self.fixed_epoch_length else len(dataset)
-        sampler = RandomSampler(dataset, num_samples=max(size, len(dataset)))
+        sampler = CyclingSampler(len(dataset), max(size, len(dataset)))
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 

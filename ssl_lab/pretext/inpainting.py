@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssl_lab.backbones.decoder import upsampling_decoder
 from ssl_lab.pretext.task import PretextTask
 
 MASK_TYPES = ("center", "random_blocks", "irregular")
@@ -57,19 +58,6 @@ def make_masks(kind: str, batch: int, height: int, width: int,
     raise ValueError(f"unknown mask type {kind!r} (choose from: {', '.join(MASK_TYPES)})")
 
 
-def _decoder(in_channels: int, out_channels: int, levels: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    channels = in_channels
-    for _ in range(levels):
-        nxt = max(16, channels // 2)
-        layers += [nn.Upsample(scale_factor=2, mode="nearest"),
-                   nn.Conv2d(channels, nxt, 3, padding=1, bias=False), nn.BatchNorm2d(nxt),
-                   nn.ReLU(inplace=True)]
-        channels = nxt
-    layers.append(nn.Conv2d(channels, out_channels, 3, padding=1))
-    return nn.Sequential(*layers)
-
-
 class Inpainting(PretextTask):
     """``decoder_levels`` 2x upsampling stages; the output is resized to the input size if the
     backbone's total stride is not 2**levels."""
@@ -80,7 +68,7 @@ class Inpainting(PretextTask):
         if mask not in MASK_TYPES:
             raise ValueError(f"unknown mask type {mask!r} (choose from: {', '.join(MASK_TYPES)})")
         self.mask_type, self.overlap, self.overlap_weight = mask, overlap, overlap_weight
-        self.head = _decoder(feature_dim, channels, decoder_levels)
+        self.head = upsampling_decoder(feature_dim, channels, decoder_levels)
 
     def make_batch(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs: images with hidden pixels set to 0 (the mean). Targets: (B, C+1, H, W), the

@@ -1,0 +1,52 @@
+"""Watching representation quality while pretraining runs: a pretext loss that falls says the task
+is being learned, not that the features are getting useful. A kNN accuracy each epoch says that,
+at the cost of one forward pass over a memory bank and the validation images."""
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchmetrics.functional.classification import multiclass_accuracy
+
+from ssl_lab.downstream.knn import knn_predict
+
+
+def _features(backbone: nn.Module, dataset: Dataset, batch_size: int,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # A private generator: iterating a DataLoader otherwise draws its seed from the global RNG,
+    # and the monitor would change the pretraining it watches.
+    loader = DataLoader(dataset, batch_size=batch_size, generator=torch.Generator())
+    features, labels = zip(*[(backbone(x.to(device)).float(), y.to(device)) for x, y in loader])
+    return torch.cat(features), torch.cat(labels)
+
+
+class KNNMonitor(pl.Callback):
+    """Logs ``pretrain/knn_acc`` at each validation epoch end: weighted kNN (``knn_predict``) of
+    the ``queries`` (the val split) against a memory bank of labelled train examples (the first
+    ``max_bank`` of ``bank``: the train split is in random order), on features of the backbone
+    as it is now, in eval mode.
+
+    Eval mode and no grad leave the weights, batch-norm statistics and random state untouched,
+    so pretraining (and its cache key) is the same with or without the monitor.
+    """
+
+    def __init__(self, bank: Dataset, queries: Dataset, num_classes: int, k: int = 20,
+                 temperature: float = 0.07, max_bank: int = 5000, batch_size: int = 512) -> None:
+        self.bank = Subset(bank, range(min(len(bank), max_bank)))
+        self.queries, self.num_classes = queries, num_classes
+        self.k, self.temperature, self.batch_size = k, temperature, batch_size
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        backbone = pl_module.backbone
+        backbone.eval()  # Lightning restores the training modes after validation
+        with torch.no_grad():
+            bank, bank_labels = _features(backbone, self.bank, self.batch_size, pl_module.device)
+            queries, labels = _features(backbone, self.queries, self.batch_size, pl_module.device)
+        predicted = knn_predict(bank, bank_labels, queries, self.num_classes, self.k,
+                                self.temperature)
+        accuracy = multiclass_accuracy(predicted, labels, self.num_classes, average="micro")
+        # under DDP every process scores everything, but batch-norm statistics may differ per
+        # process: log their mean
+        pl_module.log("pretrain/knn_acc", accuracy, on_step=False, on_epoch=True, sync_dist=True)
