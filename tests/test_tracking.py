@@ -28,3 +28,16 @@ def test_wandb_offline_run_has_the_summary_and_no_secret(tmp_path, monkeypatch):
                 assert secret.encode() not in f.read(), os.path.join(root, name)
     assert secret not in result.stdout + result.stderr
     assert metrics["score"] > 0.3
+
+
+@pytest.mark.slow
+def test_tensorboard_run_has_curves_and_the_pretext_picture(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    result = run_cli(tmp_path, f"hydra.run.dir={run_dir}", *TINY, "logger=tensorboard")
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    assert {"pretrain/train_loss", "test/acc", "score"} <= set(events.Tags()["scalars"])
+    assert "pretrain/pretext_rotation" in events.Tags()["images"]
