@@ -61,3 +61,24 @@ def test_decoder_reconstructs_at_input_size_from_the_feature_map():
     task = Inpainting(feature_dim=32, channels=1, decoder_levels=3)
     inputs, _ = task.make_batch((torch.randn(2, 1, 32, 32),))
     assert task(SmallCNN(1, (8, 16, 32)), inputs).shape == (2, 1, 32, 32)  # 4x4 map, 3 levels
+
+
+def test_adversarial_term_is_off_by_default_and_trains_each_player_with_its_own_term():
+    images = torch.randn(4, 1, 32, 32)
+    plain = Inpainting(feature_dim=32, channels=1, decoder_levels=3)
+    assert not hasattr(plain, "discriminator")
+
+    task = Inpainting(feature_dim=32, channels=1, decoder_levels=3, adversarial_weight=0.001)
+    backbone = SmallCNN(1, (8, 16, 32))
+    inputs, targets = task.make_batch((images,))
+    task.loss(task(backbone, inputs), targets).backward()
+    assert all(p.grad is not None for p in task.discriminator.parameters())
+    assert all(p.grad is not None for p in task.head.parameters())
+
+    # the generator's term alone gives the discriminator no gradient
+    task.zero_grad()
+    filled = task(backbone, inputs)
+    frozen = {n: p.detach() for n, p in task.discriminator.named_parameters()}
+    torch.func.functional_call(task.discriminator, frozen, (filled,)).sum().backward()
+    assert all(p.grad is None for p in task.discriminator.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in task.head.parameters())

@@ -3,7 +3,8 @@
 The backbone is the encoder; a small decoder upsamples its feature map back to an image. Hidden
 pixels are set to the dataset mean (0, since inputs are normalised by it). The loss is L2 on the
 hidden region plus, with ``overlap_weight`` times the weight, on a thin ring of visible pixels
-around it (the paper's overlap, which makes the fill blend with its border).
+around it (the paper's overlap, which makes the fill blend with its border); optionally plus the
+paper's adversarial term (``adversarial_weight``, 0.001 in the paper, off by default).
 """
 
 import math
@@ -63,12 +64,19 @@ class Inpainting(PretextTask):
     backbone's total stride is not 2**levels."""
 
     def __init__(self, feature_dim: int, channels: int, mask: str = "center",
-                 overlap: int = 2, overlap_weight: float = 10.0, decoder_levels: int = 4) -> None:
+                 overlap: int = 2, overlap_weight: float = 10.0, decoder_levels: int = 4,
+                 adversarial_weight: float = 0.0) -> None:
         super().__init__()
         if mask not in MASK_TYPES:
             raise ValueError(f"unknown mask type {mask!r} (choose from: {', '.join(MASK_TYPES)})")
         self.mask_type, self.overlap, self.overlap_weight = mask, overlap, overlap_weight
         self.head = upsampling_decoder(feature_dim, channels, decoder_levels)
+        self.adversarial_weight = adversarial_weight
+        if adversarial_weight > 0:
+            self.discriminator = nn.Sequential(
+                nn.Conv2d(channels, 32, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 1))
 
     def make_batch(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs: images with hidden pixels set to 0 (the mean). Targets: (B, C+1, H, W), the
@@ -97,7 +105,23 @@ class Inpainting(PretextTask):
         images, mask = targets[:, :-1], targets[:, -1:]
         weights = self.loss_weights(mask)
         squared = (outputs.float() - images.float()) ** 2 * weights
-        return squared.sum() / (weights.sum() * images.shape[1]).clamp_min(1.0)
+        reconstruction = squared.sum() / (weights.sum() * images.shape[1]).clamp_min(1.0)
+        if self.adversarial_weight <= 0:
+            return reconstruction
+        return reconstruction + self._adversarial(torch.where(mask.bool(), outputs, images), images)
+
+    def _adversarial(self, filled: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """Both players in one loss for one optimiser: the discriminator learns real from filled
+        on a detached fill; the fill is pushed towards "real" through a detached copy of the
+        discriminator's weights, so each term moves only its own player."""
+        real = torch.ones(len(images), 1, device=images.device)
+        d = self.discriminator
+        d_loss = (F.binary_cross_entropy_with_logits(d(images), real)
+                  + F.binary_cross_entropy_with_logits(d(filled.detach()), torch.zeros_like(real)))
+        frozen = {name: p.detach() for name, p in d.named_parameters()}
+        fooled = torch.func.functional_call(d, frozen, (filled,))
+        g_loss = F.binary_cross_entropy_with_logits(fooled, real)
+        return self.adversarial_weight * g_loss + d_loss
 
     def picture(self, backbone: nn.Module, batch: tuple[torch.Tensor, ...]
                 ) -> list[list[tuple[torch.Tensor, str]]]:
