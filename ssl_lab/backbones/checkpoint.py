@@ -78,14 +78,9 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> dict[str, An
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
              if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
-        parts = []
-        if wrong:
-            parts.append(f"shape mismatch: {', '.join(wrong[:3])}" + (" ..." if len(wrong) > 3 else ""))
-        if missing:
-            parts.append(f"missing keys: {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
-        if unexpected:
-            parts.append(f"unexpected keys: {', '.join(unexpected[:3])}"
-                         + (" ..." if len(unexpected) > 3 else ""))
+        parts = [f"{label}: {', '.join(items[:3])}" + (" ..." if len(items) > 3 else "")
+                 for label, items in (("shape mismatch", wrong), ("missing keys", missing),
+                                      ("unexpected keys", unexpected)) if items]
         made_for = read_meta(path).get("backbone")
         hint = f" (it was saved for backbone={made_for})" if made_for else ""
         raise SslLabError(f"backbone.checkpoint: {path} does not fit this backbone{hint}: "
