@@ -14,7 +14,8 @@ from sklearn.datasets import load_digits
 
 from conftest import TINY, read_metrics, run_cli
 from ssl_lab.data.image_folder import ImageFolderDataModule
-from ssl_lab.data.images import UNLABELLED, channels_first
+from ssl_lab.data.images import channels_first
+from ssl_lab.data.in_memory import UNLABELLED
 from ssl_lab.data.npz import NpzDataModule
 from ssl_lab.data.torchvision_sets import TorchvisionDataModule
 from ssl_lab.errors import SslLabError

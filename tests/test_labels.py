@@ -65,7 +65,7 @@ def test_digits_subset_is_the_same_for_every_pretext_and_changes_with_seed(compo
 
 
 def test_a_fixed_length_epoch_cycles_through_the_subset_evenly():
-    from ssl_lab.data.images import CyclingSampler
+    from ssl_lab.data.in_memory import CyclingSampler
 
     indices = list(CyclingSampler(n=7, num_samples=30))
     counts = np.bincount(indices, minlength=7)
