@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 # Settings that change what a run shows or which examples keep labels, not the pretrained weights.
 _DATA_KEYS_IGNORED = {"labels_per_class", "label_fraction", "fixed_epoch_length", "num_workers",
-                      "seed", "augment"}
+                      "seed", "augment", "prompt"}
 _TRAINER_KEYS_IGNORED = {"enable_checkpointing", "enable_progress_bar", "enable_model_summary",
                          "log_every_n_steps"}
 

@@ -23,8 +23,9 @@ from torch import nn
 
 from ssl_lab import tracking
 from ssl_lab.atomic import build_once, write_json
-from ssl_lab.backbones.checkpoint import load_backbone_weights, save_backbone
+from ssl_lab.backbones.checkpoint import load_backbone_weights, read_meta, save_backbone
 from ssl_lab.cache import pretrain_key, pretrain_spec
+from ssl_lab.data.tokenizer import METADATA_KEY as TOKENIZER_KEY
 from ssl_lab.errors import SslLabError
 from ssl_lab.monitor import KNNMonitor
 from ssl_lab.pictures import save_picture
@@ -38,11 +39,12 @@ BACKBONE_FILE = "backbone.safetensors"
 def check_compatible(cfg: DictConfig) -> None:
     """Refuse a crossing that cannot work, naming both choices, before anything is built."""
     data_modality = cfg.data.modality
-    for group in ("pretext", "downstream"):
-        modality = cfg[group].modality
+    for group in ("backbone", "pretext", "downstream"):
+        modality = cfg[group].get("modality", "any")
         if modality not in ("any", data_modality):
             raise SslLabError(f"{group}={cfg[group].name} works on {modality} data, "
                               f"but data={cfg.data.name} is {data_modality}")
+    _check_language_model(cfg)
     needs = cfg.downstream.get("requires_pretext")
     if needs is not None and (cfg.pretext.name != needs or cfg.backbone.checkpoint is not None):
         chosen = ("backbone.checkpoint" if cfg.backbone.checkpoint is not None
@@ -52,6 +54,23 @@ def check_compatible(cfg: DictConfig) -> None:
     checkpoint = cfg.backbone.checkpoint
     if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
         raise SslLabError(f"backbone.checkpoint: no such file: {checkpoint}")
+
+
+def _check_language_model(cfg: DictConfig) -> None:
+    """A task that reads the backbone's language-model head needs a backbone whose head was
+    trained: by an mlm/clm pretext, a checkpoint of one, or a pretrained Hugging Face model."""
+    needs = cfg.downstream.get("requires_language_model", False)
+    if not needs:
+        return
+    checkpoint = cfg.backbone.checkpoint
+    if checkpoint is not None:
+        made_by = read_meta(Path(checkpoint).expanduser()).get("language_model")
+        if made_by is None:
+            raise SslLabError(f"downstream={cfg.downstream.name} needs a language-model head, but "
+                              f"backbone.checkpoint={checkpoint} was not pretrained with mlm or clm")
+    elif cfg.pretext.get("language_model") is None and not cfg.backbone.get("pretrained", False):
+        raise SslLabError(f"downstream={cfg.downstream.name} needs a language-model head, but "
+                          f"pretext={cfg.pretext.name} trains none (use pretext=mlm or clm)")
 
 
 def per_device_batch_size(cfg: DictConfig) -> int:
@@ -83,7 +102,8 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
     """Train ``backbone`` in place with the pretext task; write its weights, its final metrics and
     the task's picture of what it sees and predicts into ``out_dir`` (None: write nothing, as in
     the other processes of a DDP job); return the metrics."""
-    task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim)
+    vocab = {"vocab": data.tokenizer.vocab} if cfg.pretext.modality == "text" else {}
+    task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim, **vocab)
     module = PretextModule(backbone, task, cfg.pretext.lr, instantiate(cfg.pretext.optimizer),
                            instantiate(cfg.pretext.scheduler))
     monitor, callbacks = cfg.monitor, []
@@ -104,10 +124,15 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
     if rows:
         save_picture(rows, out_dir / f"pretext_{cfg.pretext.name}.png",
                      f"{cfg.pretext.name} on {cfg.data.name} (validation images)")
+    tokenizer = getattr(data, "tokenizer", None)  # text: the ids the weights were trained on
+    if tokenizer is not None:
+        tokenizer.save(out_dir)
     save_backbone(backbone, out_dir / BACKBONE_FILE,
                   OmegaConf.to_container(cfg.backbone.net, resolve=True),
                   {"pretext": cfg.pretext.name, "epochs": cfg.pretext.epochs,
-                   "data": cfg.data.name, "backbone": cfg.backbone.name, "seed": cfg.seed})
+                   "data": cfg.data.name, "backbone": cfg.backbone.name, "seed": cfg.seed,
+                   "language_model": cfg.pretext.get("language_model")},
+                  {TOKENIZER_KEY: tokenizer.to_json()} if tokenizer is not None else None)
     write_json(out_dir / "pretext_metrics.json", stats)
     with open(out_dir / "pretrain_config.yaml", "w") as f:
         f.write(OmegaConf.to_yaml(OmegaConf.create(pretrain_spec(cfg))))
@@ -132,7 +157,7 @@ def pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModul
         load_backbone_weights(backbone, entry / BACKBONE_FILE)
     for picture in entry.glob("pretext_*.png"):
         shutil.copyfile(picture, run_dir / picture.name)
-    stats = json.loads((entry / "pretext_metrics.json").read_text())
+    stats = json.loads((entry / "pretext_metrics.json").read_text(encoding="utf-8"))
     return {**stats, "pretrain_cache": "hit" if hit else "miss", "pretrain_dir": str(entry)}
 
 
@@ -187,6 +212,8 @@ def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbo
         "n_labels": data.n_labels, "pretext_epochs": cfg.pretext.epochs,
         "downstream_epochs": cfg.downstream.get("epochs"),
     }
+    if data.modality == "text":
+        metrics["test_overlap_removed"] = data.test_overlap_removed
     if cfg.backbone.checkpoint is not None:
         meta = load_backbone_weights(backbone, cfg.backbone.checkpoint)
         metrics.update(pretext=meta.get("pretext", "external"), pretext_epochs=meta.get("epochs"),

@@ -36,7 +36,7 @@ def unrepeated(loader: DataLoader) -> DataLoader:
         return loader
     sampler = UnrepeatedDistributedSampler(loader.dataset, shuffle=False)
     return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
-                      num_workers=loader.num_workers)
+                      collate_fn=loader.collate_fn, num_workers=loader.num_workers)
 
 
 def forget_processes() -> None:

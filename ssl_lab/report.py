@@ -25,7 +25,7 @@ def collect(root: Path) -> tuple[list[dict[str, Any]], list[Path]]:
     """(metrics of complete runs, run directories without metrics.json)."""
     runs = []
     for path in sorted(root.rglob("metrics.json")):
-        metrics = json.loads(path.read_text())
+        metrics = json.loads(path.read_text(encoding="utf-8"))
         metrics["_dir"] = path.parent
         runs.append(metrics)
     complete = {m["_dir"] for m in runs}

@@ -24,21 +24,35 @@ _META_KEY = "ssl_lab.meta"
 
 
 def save_backbone(backbone: nn.Module, path: Path, config: dict[str, Any],
-                  meta: dict[str, Any]) -> None:
-    """Write atomically: a reader never sees a half-written file under ``path``."""
-    state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+                  meta: dict[str, Any], extra: dict[str, str] | None = None) -> None:
+    """Write atomically: a reader never sees a half-written file under ``path``. ``extra``:
+    more string metadata that must travel with the weights (a text backbone's tokenizer).
+    Tensors are copied: safetensors refuses tied weights that share memory (HF LM heads)."""
+    state = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp),
-                  metadata={_CONFIG_KEY: json.dumps(config), _META_KEY: json.dumps(meta)})
+        save_file(state, str(tmp), metadata={_CONFIG_KEY: json.dumps(config),
+                                             _META_KEY: json.dumps(meta), **(extra or {})})
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    if Path(path).suffix != ".safetensors":
+        return {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise SslLabError(f"backbone.checkpoint: {path} is not a readable safetensors file ({err})")
 
 
 def read_meta(path: Path) -> dict[str, Any]:
     """The facts stored beside the weights (``{}`` for files that are not ours)."""
-    if Path(path).suffix != ".safetensors":
-        return {}
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-    return json.loads(metadata.get(_META_KEY, "{}"))
+    return json.loads(_metadata(path).get(_META_KEY, "{}"))
+
+
+def read_config(path: Path) -> dict[str, Any] | None:
+    """The config that built the stored backbone (None for files that are not ours)."""
+    stored = _metadata(path).get(_CONFIG_KEY)
+    return json.loads(stored) if stored is not None else None
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:

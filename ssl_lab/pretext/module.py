@@ -31,11 +31,11 @@ class PretextModule(pl.LightningModule):
         outputs = self.task(self.backbone, inputs)
         loss = self.task.loss(outputs, targets)
         self.log(f"pretrain/{split}_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(inputs))
+                 batch_size=len(targets))
         if self.task.num_classes:
             acc = getattr(self, f"{split}_acc")
             acc(outputs.detach(), targets)
-            self.log(f"pretrain/{split}_acc", acc, on_step=False, on_epoch=True, batch_size=len(inputs))
+            self.log(f"pretrain/{split}_acc", acc, on_step=False, on_epoch=True, batch_size=len(targets))
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:

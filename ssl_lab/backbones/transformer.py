@@ -1,0 +1,82 @@
+"""A small Transformer encoder over token ids (BERT-style; ``causal=True`` makes it GPT-style).
+
+Besides the backbone contract (``forward`` -> pooled features, ``forward_features`` -> one
+feature per token, ``blocks()``), a text backbone carries its language-model head
+(``lm_logits``): prompting reads it after transfer, so it must travel in the hand-off file with
+the encoder. Its output weights are tied to the token embeddings, as in BERT and GPT-2.
+"""
+
+import torch
+from torch import nn
+
+POOLINGS = ("mean", "cls", "last")
+
+
+def pool_tokens(features: torch.Tensor, ids: torch.Tensor, pad_id: int, pooling: str) -> torch.Tensor:
+    """(B, L, D) token features -> (B, D): the first token's ([CLS]), the last real token's (all
+    that a causal model has seen), or the mean over real (non-padding) tokens."""
+    if pooling == "cls":
+        return features[:, 0]
+    real = ids != pad_id
+    if pooling == "last":
+        return features[torch.arange(len(ids), device=ids.device), real.long().cumsum(1).argmax(1)]
+    weights = real.unsqueeze(-1).to(features.dtype)
+    return (features * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+class TextTransformer(nn.Module):
+    def __init__(self, vocab_size: int, max_length: int = 128, width: int = 256, depth: int = 4,
+                 heads: int = 4, mlp_ratio: int = 4, dropout: float = 0.0, causal: bool = False,
+                 pooling: str = "mean", pad_id: int = 0) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling={pooling}: choose from {', '.join(POOLINGS)}")
+        self.causal, self.pooling, self.pad_id, self.max_length = causal, pooling, pad_id, max_length
+        self.out_dim = width
+        self.tokens = nn.Embedding(vocab_size, width)
+        self.positions = nn.Embedding(max_length, width)
+        self.embedding_norm = nn.LayerNorm(width)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(width, heads, mlp_ratio * width, dropout, activation="gelu",
+                                       batch_first=True, norm_first=True)
+            for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.lm_transform = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width))
+        self.lm_bias = nn.Parameter(torch.zeros(vocab_size))
+        nn.init.normal_(self.tokens.weight, std=0.02)
+        nn.init.normal_(self.positions.weight, std=0.02)
+
+    def blocks(self) -> list[nn.Module]:
+        """Input to output: the embeddings, each layer, the final norm (the LM head is in none:
+        classification does not use it)."""
+        embeddings = nn.ModuleList([self.tokens, self.positions, self.embedding_norm])
+        return [embeddings, *self.layers, self.norm]
+
+    def forward_features(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) token ids -> (B, L, width)."""
+        length = ids.shape[1]
+        if length > self.max_length:
+            raise ValueError(f"{length} tokens, more than max_length={self.max_length}")
+        positions = torch.arange(length, device=ids.device)
+        x = self.dropout(self.embedding_norm(self.tokens(ids) + self.positions(positions)))
+        padding = torch.zeros(ids.shape, dtype=x.dtype, device=ids.device).masked_fill_(
+            ids == self.pad_id, float("-inf"))
+        mask = (nn.Transformer.generate_square_subsequent_mask(length, device=ids.device,
+                                                               dtype=x.dtype)
+                if self.causal else None)
+        for layer in self.layers:
+            x = layer(x, src_mask=mask, src_key_padding_mask=padding, is_causal=self.causal)
+        return self.norm(x)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return pool_tokens(self.forward_features(ids), ids, self.pad_id, self.pooling)
+
+    def lm_head(self, features: torch.Tensor) -> torch.Tensor:
+        """(..., width) token features -> (..., vocab) scores of the token at (masked LM) or after
+        (causal LM) each position. Pretext tasks call it on the positions they score only."""
+        return self.lm_transform(features) @ self.tokens.weight.T + self.lm_bias
+
+    def lm_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) token ids -> (B, L, vocab)."""
+        return self.lm_head(self.forward_features(ids))

