@@ -119,3 +119,40 @@ def report() -> None:
     print(text, end="")
     print(f"wrote {args.directory}/report.{{csv,md,html}} and plots"
           + (f"; {len(incomplete)} incomplete run(s) listed" if incomplete else ""))
+
+
+def predict() -> None:
+    """``ssl-lab-predict BACKBONE TEXT...``: fill each [MASK] (masked LM) or continue each text
+    (causal LM) with a pretrained text backbone."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="ssl-lab-predict", description=predict.__doc__)
+    parser.add_argument("backbone", help="a backbone.safetensors, a cache entry or a run directory")
+    parser.add_argument("texts", nargs="+", metavar="TEXT")
+    parser.add_argument("--top-k", type=int, default=5, help="candidates per [MASK]")
+    parser.add_argument("--max-new-tokens", type=int, default=20, help="causal LM: tokens to add")
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="causal LM: 0 = greedy, above 0 = sample at this temperature")
+    parser.add_argument("--seed", type=int, default=0, help="causal LM: seed for sampling")
+    args = parser.parse_args()
+    import torch
+
+    from ssl_lab.predict import continue_text, fill_masks, load_text_backbone
+
+    try:
+        backbone, tokenizer, meta = load_text_backbone(args.backbone)
+        causal = bool(getattr(backbone, "causal", False))
+        print(f"{'causal' if causal else 'masked'} LM pretrained with {meta.get('pretext', '?')} "
+              f"on {meta.get('data', '?')}")
+        generator = torch.Generator().manual_seed(args.seed)
+        for text in args.texts:
+            print(text)
+            if causal:
+                print("  -> " + continue_text(backbone, tokenizer, text, args.max_new_tokens,
+                                              args.temperature, generator))
+                continue
+            for n, candidates in enumerate(fill_masks(backbone, tokenizer, text, args.top_k), 1):
+                print(f"  [MASK] {n}: " + "  ".join(f"{c.token} {c.probability:.3f}"
+                                                    for c in candidates))
+    except SslLabError as err:
+        _fail(err)

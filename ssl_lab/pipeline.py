@@ -23,9 +23,11 @@ from torch import nn
 
 from ssl_lab import tracking
 from ssl_lab.atomic import build_once, write_json
-from ssl_lab.backbones.checkpoint import load_backbone_weights, read_meta, save_backbone
+from ssl_lab.backbones.checkpoint import (BACKBONE_FILE, load_backbone_weights, read_meta,
+                                          save_backbone)
 from ssl_lab.cache import pretrain_key, pretrain_spec
 from ssl_lab.data.tokenizer import METADATA_KEY as TOKENIZER_KEY
+from ssl_lab.data.tokenizer import load_tokenizer
 from ssl_lab.errors import SslLabError
 from ssl_lab.monitor import KNNMonitor
 from ssl_lab.pictures import save_picture
@@ -33,7 +35,6 @@ from ssl_lab.pretext.module import PretextModule
 from ssl_lab.ranks import is_global_zero
 
 log = logging.getLogger("ssl_lab")
-BACKBONE_FILE = "backbone.safetensors"
 
 
 def check_compatible(cfg: DictConfig) -> None:
@@ -139,6 +140,16 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
     return stats
 
 
+def _load_pretrained(backbone: nn.Module, data: pl.LightningDataModule, path: Path) -> None:
+    """Cached weights, and for text the tokenizer they were trained with: subword trainers do
+    not promise the same ids twice, so the data is re-encoded if this run's tokenizer differs."""
+    load_backbone_weights(backbone, path)
+    if getattr(data, "tokenizer", None) is not None:
+        stored = load_tokenizer(path, data.tokenizer.max_length)
+        if stored.to_json() != data.tokenizer.to_json():
+            data.use_tokenizer(stored)
+
+
 def pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
                make_trainer: Callable[..., pl.Trainer], run_dir: Path) -> dict[str, Any]:
     """Pretrain ``backbone``, or load the cached pretraining with the same key."""
@@ -150,11 +161,11 @@ def pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModul
         if not entry.is_dir():
             stats = pretrain(cfg, backbone, data, make_trainer, None)
             return {**stats, "pretrain_cache": "miss", "pretrain_dir": str(entry)}
-        load_backbone_weights(backbone, entry / BACKBONE_FILE)
+        _load_pretrained(backbone, data, entry / BACKBONE_FILE)
         return {"pretrain_cache": "hit", "pretrain_dir": str(entry)}
     hit = build_once(entry, lambda staging: pretrain(cfg, backbone, data, make_trainer, staging))
     if hit:
-        load_backbone_weights(backbone, entry / BACKBONE_FILE)
+        _load_pretrained(backbone, data, entry / BACKBONE_FILE)
     for picture in entry.glob("pretext_*.png"):
         shutil.copyfile(picture, run_dir / picture.name)
     stats = json.loads((entry / "pretext_metrics.json").read_text(encoding="utf-8"))

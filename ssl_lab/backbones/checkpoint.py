@@ -19,6 +19,7 @@ from torch import nn
 from ssl_lab.atomic import atomic_path
 from ssl_lab.errors import SslLabError
 
+BACKBONE_FILE = "backbone.safetensors"  # its name in a pretraining's directory
 _CONFIG_KEY = "ssl_lab.backbone"
 _META_KEY = "ssl_lab.meta"
 

@@ -108,14 +108,8 @@ class InMemoryTextDataModule(InMemoryDataModule):
         pretraining = self._pretraining_texts([*loaded.get("unlabelled", []), *extra])
         self.tokenizer: TextTokenizer = make_tokenizer(self.tokenizer_spec,
                                                        [t for t, _ in pretraining])
-        self.collate_fn = TrimPadding(self.tokenizer.ids["pad"])
-        parts = {**self.texts, "pretrain": ([t for t, _ in pretraining], [y for _, y in pretraining])}
-        every = list(dict.fromkeys(t for texts, _ in parts.values() for t in texts))
-        row = {text: i for i, text in enumerate(every)}  # each text is tokenized once
-        ids = self.tokenizer.encode(every)
-        self.splits = {split: TensorDataset(ids[[row[t] for t in texts]],
-                                            torch.tensor(labels, dtype=torch.long))
-                       for split, (texts, labels) in parts.items()}
+        self.texts["pretrain"] = ([t for t, _ in pretraining], [y for _, y in pretraining])
+        self.use_tokenizer(self.tokenizer)
         self.labelled_indices = select_labelled(np.asarray(self.texts["train"][1]),
                                                 self.labels_per_class, self.label_fraction,
                                                 self.seed)
@@ -148,6 +142,18 @@ class InMemoryTextDataModule(InMemoryDataModule):
         self.test_overlap_removed = overlap if self.drop_test_overlap else 0
         self.test_overlap = overlap
         return pool
+
+    def use_tokenizer(self, tokenizer: TextTokenizer) -> None:
+        """Token ids of every split with ``tokenizer``: a pretrained backbone's own tokenizer
+        replaces the one trained here (subword trainers do not promise the same ids twice)."""
+        self.tokenizer = tokenizer
+        self.collate_fn = TrimPadding(tokenizer.ids["pad"])
+        every = list(dict.fromkeys(t for texts, _ in self.texts.values() for t in texts))
+        row = {text: i for i, text in enumerate(every)}  # each text is tokenized once
+        ids = tokenizer.encode(every)
+        self.splits = {split: TensorDataset(ids[[row[t] for t in texts]],
+                                            torch.tensor(labels, dtype=torch.long))
+                       for split, (texts, labels) in self.texts.items()}
 
     def unlabelled_dataloader(self) -> DataLoader:
         """The pretraining text: the train split and any extra text, minus the test split's."""

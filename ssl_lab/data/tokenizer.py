@@ -135,7 +135,19 @@ def _subword_tokenizer(kind: str, texts: Iterable[str], vocab_size: int,
         tokenizer.decoder = decoders.BPEDecoder(suffix="</w>")
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    return tokenizer
+    return _canonical_ids(tokenizer)
+
+
+def _canonical_ids(tokenizer: Tokenizer) -> Tokenizer:
+    """The trainers learn the same vocabulary (and merges) from the same text every time, but
+    number it in hash order: renumber it, special tokens first, then in string order, so the
+    same text always gives the same ids (cached pretraining and later transfer must agree)."""
+    spec = json.loads(tokenizer.to_str())
+    vocab = spec["model"]["vocab"]
+    special = list(SPECIAL_TOKENS.values())
+    order = special + sorted(t for t in vocab if t not in special)
+    spec["model"]["vocab"] = {token: i for i, token in enumerate(order)}
+    return Tokenizer.from_str(json.dumps(spec))
 
 
 def train_tokenizer(kind: str, texts: Sequence[str], vocab_size: int, max_length: int,
