@@ -6,12 +6,13 @@ from conftest import TINY, run_cli
 
 
 @pytest.mark.parametrize("override, cause", [
-    ("pretext=nonexistent", "unknown pretext 'nonexistent' (choose from: inpainting, jigsaw, none, "
-                            "rotation, supervised)"),
+    ("pretext=nonexistent", "unknown pretext 'nonexistent' (choose from: clm, inpainting, jigsaw, "
+                            "mlm, none, rotation, supervised)"),
     ("data.labels_per_class=0", "data.labels_per_class=0: must be at least 1"),
     ("data.labels_per_class=500", "larger than the smallest class"),
     ("backbone.checkpoint=/missing/file", "backbone.checkpoint: no such file: /missing/file"),
-    ("data.modality=text", "pretext=rotation works on image data, but data=digits is text"),
+    ("data.modality=text", "backbone=small_cnn works on image data, but data=digits is text"),
+    ("pretext=mlm", "pretext=mlm works on text data, but data=digits is image"),
     ("downstream=classical", "downstream=classical ignores the backbone: run it with pretext=none, "
                              "not pretext=rotation"),
 ])
