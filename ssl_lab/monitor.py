@@ -1,6 +1,9 @@
-"""Watching representation quality while pretraining runs: a pretext loss that falls says the task
-is being learned, not that the features are getting useful. A kNN accuracy each epoch says that,
-at the cost of one forward pass over a memory bank and the validation images."""
+"""Watching representations while pretraining runs: a pretext loss that falls says the task is
+being learned, not that the features are getting useful. A kNN accuracy each epoch says that, at
+the cost of one forward pass over a memory bank and the validation images; snapshots of the
+backbone let transfer itself be measured along the way."""
+
+from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -50,3 +53,17 @@ class KNNMonitor(pl.Callback):
         # under DDP every process scores everything, but batch-norm statistics may differ per
         # process: log their mean
         pl_module.log("pretrain/knn_acc", accuracy, on_step=False, on_epoch=True, sync_dist=True)
+
+
+class BackboneSnapshots(pl.Callback):
+    """Calls ``save(epoch)`` after each pretraining epoch listed in ``epochs`` (counted from 1):
+    one pretraining then answers how transfer changes with pretraining length, each snapshot
+    transferred with ``backbone.checkpoint``."""
+
+    def __init__(self, epochs: Sequence[int], save: Callable[[int], None]) -> None:
+        self.epochs, self.save = {int(e) for e in epochs}, save
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if epoch in self.epochs and trainer.is_global_zero:
+            self.save(epoch)

@@ -29,7 +29,7 @@ from ssl_lab.cache import pretrain_key, pretrain_spec
 from ssl_lab.data.tokenizer import METADATA_KEY as TOKENIZER_KEY
 from ssl_lab.data.tokenizer import load_tokenizer
 from ssl_lab.errors import SslLabError
-from ssl_lab.monitor import KNNMonitor
+from ssl_lab.monitor import BackboneSnapshots, KNNMonitor
 from ssl_lab.pictures import save_picture
 from ssl_lab.pretext.module import PretextModule
 from ssl_lab.ranks import is_global_zero
@@ -98,6 +98,18 @@ def trainer_factory(cfg: DictConfig, loggers: list) -> Callable[..., pl.Trainer]
     return make_trainer
 
 
+def _save_pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
+                     path: Path, epochs: int) -> None:
+    """The hand-off file: weights, the config that built them, how they were made, and for text
+    the tokenizer whose ids they were trained on."""
+    tokenizer = getattr(data, "tokenizer", None)
+    save_backbone(backbone, path, OmegaConf.to_container(cfg.backbone.net, resolve=True),
+                  {"pretext": cfg.pretext.name, "epochs": epochs, "data": cfg.data.name,
+                   "backbone": cfg.backbone.name, "seed": cfg.seed,
+                   "language_model": cfg.pretext.get("language_model")},
+                  {TOKENIZER_KEY: tokenizer.to_json()} if tokenizer is not None else None)
+
+
 def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
              make_trainer: Callable[..., pl.Trainer], out_dir: Path | None) -> dict[str, float]:
     """Train ``backbone`` in place with the pretext task; write its weights, its final metrics and
@@ -112,6 +124,10 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
         callbacks.append(KNNMonitor(data.labelled_dataset(), data.val_dataloader().dataset,
                                     data.num_classes, monitor.k, monitor.temperature,
                                     monitor.max_bank))
+    snapshots = cfg.pretext.get("snapshot_epochs") or []
+    if out_dir is not None and snapshots:
+        callbacks.append(BackboneSnapshots(snapshots, lambda epoch: _save_pretrained(
+            cfg, backbone, data, out_dir / "snapshots" / f"epoch{epoch}.safetensors", epoch)))
     trainer = make_trainer(max_epochs=cfg.pretext.epochs, callbacks=callbacks)
     trainer.fit(module, train_dataloaders=data.unlabelled_dataloader(),
                 val_dataloaders=data.val_dataloader())
@@ -125,15 +141,9 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
     if rows:
         save_picture(rows, out_dir / f"pretext_{cfg.pretext.name}.png",
                      f"{cfg.pretext.name} on {cfg.data.name} (validation images)")
-    tokenizer = getattr(data, "tokenizer", None)  # text: the ids the weights were trained on
-    if tokenizer is not None:
-        tokenizer.save(out_dir)
-    save_backbone(backbone, out_dir / BACKBONE_FILE,
-                  OmegaConf.to_container(cfg.backbone.net, resolve=True),
-                  {"pretext": cfg.pretext.name, "epochs": cfg.pretext.epochs,
-                   "data": cfg.data.name, "backbone": cfg.backbone.name, "seed": cfg.seed,
-                   "language_model": cfg.pretext.get("language_model")},
-                  {TOKENIZER_KEY: tokenizer.to_json()} if tokenizer is not None else None)
+    if getattr(data, "tokenizer", None) is not None:
+        data.tokenizer.save(out_dir)
+    _save_pretrained(cfg, backbone, data, out_dir / BACKBONE_FILE, cfg.pretext.epochs)
     write_json(out_dir / "pretext_metrics.json", stats)
     with open(out_dir / "pretrain_config.yaml", "w") as f:
         f.write(OmegaConf.to_yaml(OmegaConf.create(pretrain_spec(cfg))))

@@ -35,7 +35,7 @@ class InMemoryImageDataModule(InMemoryDataModule):
     def __init__(self, name: str, num_classes: int, channels: int, size: int,
                  modality: str = "image", batch_size: int = 128,
                  labels_per_class: int | None = None, label_fraction: float | None = None,
-                 fixed_epoch_length: bool = True, augment: nn.Module | None = None,
+                 fixed_epoch_length: bool | int = True, augment: nn.Module | None = None,
                  val_fraction: float = 0.1,
                  test_fraction: float = 0.2, split_seed: int = 0, seed: int = 0,
                  num_workers: int = 0) -> None:

@@ -58,7 +58,7 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def __init__(self, name: str, num_classes: int, modality: str, batch_size: int = 128,
                  labels_per_class: int | None = None, label_fraction: float | None = None,
-                 fixed_epoch_length: bool = True, augment: nn.Module | None = None,
+                 fixed_epoch_length: bool | int = True, augment: nn.Module | None = None,
                  val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0,
                  seed: int = 0, num_workers: int = 0) -> None:
         super().__init__()
@@ -100,9 +100,14 @@ class InMemoryDataModule(pl.LightningDataModule):
 
         With ``fixed_epoch_length`` an epoch draws as many examples as the whole train split
         (cycling through the subset in fresh permutations), so 10 labels per class train for as
-        many steps as all labels do; otherwise a few labels would get a handful of steps.
+        many steps as all labels do; otherwise a few labels would get a handful of steps. A
+        number instead of ``true`` sets the examples per epoch directly.
         """
-        size = len(self.splits["train"]) if self.fixed_epoch_length else len(dataset)
+        fixed = self.fixed_epoch_length
+        if isinstance(fixed, bool):
+            size = len(self.splits["train"]) if fixed else len(dataset)
+        else:
+            size = int(fixed)
         return self._loader(dataset, sampler=CyclingSampler(len(dataset), max(size, len(dataset))))
 
     def train_dataloader(self) -> DataLoader:

