@@ -141,3 +141,18 @@ def test_reviews_zh_has_each_review_once_in_exactly_one_split():
     total = sum(len(v) for v in splits.values())
     assert 17_000 < total < 17_500 and data.test_overlap_removed == 0
     assert len(data.splits["pretrain"]) == len(data.splits["train"])
+
+
+def test_length_grouped_batches_hold_every_index_once_and_similar_lengths():
+    from torch.utils.data import RandomSampler
+
+    from ssl_lab.data.texts import LengthGroupedSampler
+
+    lengths = torch.randint(5, 128, (1000,), generator=torch.Generator().manual_seed(0))
+    order = list(LengthGroupedSampler(RandomSampler(range(1000)), lengths, batch_size=50, window=5))
+    assert sorted(order) == list(range(1000))
+    batches = torch.tensor(order).view(20, 50)
+    spread = lengths[batches].float()
+    random_spread = lengths[torch.randperm(1000).view(20, 50)].float()
+    assert spread.max(1).values.mean() < 0.75 * random_spread.max(1).values.mean()  # less padding
+    assert (spread.max(1).values - spread.min(1).values).mean() < 40
