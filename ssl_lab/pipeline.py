@@ -234,7 +234,8 @@ def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbo
         "downstream_epochs": cfg.downstream.get("epochs"),
     }
     if data.modality == "text":
-        metrics["test_overlap_removed"] = data.test_overlap_removed
+        metrics.update(test_overlap_found=data.test_overlap_found,
+                       test_overlap_removed=data.test_overlap_removed)
     if cfg.backbone.checkpoint is not None:
         meta = load_backbone_weights(backbone, cfg.backbone.checkpoint)
         metrics.update(pretext=meta.get("pretext", "external"), pretext_epochs=meta.get("epochs"),

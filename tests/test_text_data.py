@@ -78,7 +78,7 @@ def test_pretraining_text_that_occurs_in_the_test_split_is_dropped_and_counted(t
     assert (data.splits["pretrain"].tensors[1] == -1).sum() == len(extra_kept)
     kept = _module(tmp_path, unlabelled_files=[extra], drop_test_overlap=False)
     kept.setup()
-    assert kept.test_overlap_removed == 0
+    assert kept.test_overlap_removed == 0 and kept.test_overlap_found == 1
     assert len(kept.splits["pretrain"]) == len(pretraining) + 1
 
 

@@ -112,7 +112,7 @@ class InMemoryTextDataModule(InMemoryDataModule):
         self.class_names = list(class_names) if class_names is not None else None
         self.prompt = prompt  # this corpus's patterns and verbalizers, for downstream=prompt
         self.texts: dict[str, Labelled] = {}
-        self.test_overlap_removed = 0
+        self.test_overlap_removed = self.test_overlap_found = 0
 
     def load_texts(self) -> dict[str, Any]:
         """``train``: (texts, int labels); ``val``/``test`` likewise if the corpus has official
@@ -170,7 +170,7 @@ class InMemoryTextDataModule(InMemoryDataModule):
                     continue
             pool.append((text, label))
         self.test_overlap_removed = overlap if self.drop_test_overlap else 0
-        self.test_overlap = overlap
+        self.test_overlap_found = overlap
         return pool
 
     def use_tokenizer(self, tokenizer: TextTokenizer) -> None:
