@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ssl_lab.errors import SslLabError
+from ssl_lab.errors import SslLabError, user_error
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -82,12 +82,15 @@ def _run_job(cfg: DictConfig) -> float:
 
     try:
         metrics = run(cfg)
-    except SslLabError as err:
+    except Exception as err:
+        cause = user_error(err)
+        if cause is None:
+            raise
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # Hydra records the failed job, runs the others, and fails at the end of the sweep
-            print(f"ssl-lab: error: {err}", file=sys.stderr)
+            print(f"ssl-lab: error: {cause}", file=sys.stderr)
             raise
-        _fail(err)
+        _fail(cause)
     finally:
         forget_processes()
     if is_global_zero():

@@ -7,3 +7,11 @@ else is a bug and keeps its traceback.
 
 class SslLabError(Exception):
     """A bad config, a missing file or an incompatible choice, found before long work starts."""
+
+
+def user_error(err: BaseException) -> SslLabError | None:
+    """The ``SslLabError`` that ``err`` is or was raised from, if any: Hydra's ``instantiate``
+    wraps what a constructor raises in its own exception."""
+    while err is not None and not isinstance(err, SslLabError):
+        err = err.__cause__
+    return err
