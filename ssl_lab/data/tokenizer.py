@@ -172,20 +172,43 @@ def train_tokenizer(kind: str, texts: Sequence[str], vocab_size: int, max_length
     return TextTokenizer(tokenizer, dict(SPECIAL_TOKENS), max_length)
 
 
-def _hf_tokenizer(directory: Path, max_length: int) -> TextTokenizer:
+def load_hf_tokenizer(directory: Path) -> Any:
+    """The fast tokenizer of a local Hugging Face model directory, loaded offline."""
     try:
         from transformers import AutoTokenizer
     except ImportError:
         raise SslLabError("loading a Hugging Face model directory needs transformers: "
                           "pip install 'ssl_lab[hf]'") from None
-    hf = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    try:
+        hf = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise SslLabError(f"{directory}: transformers finds no tokenizer there "
+                          f"({str(err).strip().splitlines()[0]})") from None
     if not hf.is_fast:
         raise SslLabError(f"{directory}: only fast (tokenizer.json) tokenizers are supported")
-    roles = {"pad": hf.pad_token or hf.eos_token, "unk": hf.unk_token, "cls": hf.cls_token,
-             "sep": hf.sep_token, "mask": hf.mask_token}
-    if hf.cls_token is None and hf.bos_token is not None:
-        roles["cls"] = hf.bos_token
-    return TextTokenizer(hf.backend_tokenizer, roles, min(max_length, hf.model_max_length))
+    if len(hf) <= len(hf.all_special_tokens):  # transformers 5 makes one of config.json alone
+        raise SslLabError(f"{directory}: transformers finds no tokenizer there (it would have "
+                          "special tokens only)")
+    return hf
+
+
+def hf_roles(hf: Any) -> dict[str, str | None]:
+    """Our roles of a Hugging Face tokenizer's special tokens. GPT-style tokenizers have no
+    padding token (they pad with end-of-text) and no [CLS] (begin-of-text takes its place)."""
+    return {"pad": hf.pad_token or hf.eos_token, "unk": hf.unk_token,
+            "cls": hf.cls_token or hf.bos_token, "sep": hf.sep_token, "mask": hf.mask_token}
+
+
+def _hf_tokenizer(directory: Path, max_length: int) -> TextTokenizer:
+    from transformers import AutoConfig
+
+    hf = load_hf_tokenizer(directory)
+    # model_max_length is 1e30 when the tokenizer sets none: the model's position table decides
+    limits = [max_length, hf.model_max_length]
+    if (directory / "config.json").is_file():
+        config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+        limits.append(getattr(config, "max_position_embeddings", None) or max_length)
+    return TextTokenizer(hf.backend_tokenizer, hf_roles(hf), min(limits))
 
 
 def load_tokenizer(path: str | Path, max_length: int) -> TextTokenizer:
