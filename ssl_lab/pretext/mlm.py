@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ssl_lab.data.tokenizer import Vocabulary
+from ssl_lab.errors import SslLabError
 from ssl_lab.pretext.task import PretextTask
 
 IGNORE = -100
@@ -54,6 +55,9 @@ class MaskedLanguageModel(PretextTask):
     def __init__(self, feature_dim: int, vocab: Vocabulary, probability: float = 0.15,
                  whole_word: bool = False) -> None:
         super().__init__()
+        if vocab.mask_id < 0:
+            raise SslLabError("pretext=mlm needs a tokenizer with a mask token (GPT-style "
+                              "tokenizers have none: train a causal model with pretext=clm)")
         if whole_word and not vocab.continuation_ids:
             raise ValueError("whole-word masking needs a WordPiece tokenizer (its '##' pieces "
                              "mark words): set backbone.tokenizer.kind=wordpiece")
