@@ -204,9 +204,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if is_global_zero():
         write_json(run_dir / "run_info.json", run_info())
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    backbone = instantiate(cfg.backbone.net)  # first: one that cannot be built fails at once
     data = instantiate(cfg.data, batch_size=per_device_batch_size(cfg))
     data.setup()  # reads the data and picks the labelled subset: bad label counts fail here
-    backbone = instantiate(cfg.backbone.net)
     if cfg.compile:
         backbone.compile()  # in place: the state_dict keeps its keys for the hand-off
     loggers = list(instantiate(cfg.logger).values()) if cfg.logger else []
