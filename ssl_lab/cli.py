@@ -157,5 +157,8 @@ def predict() -> None:
             for n, candidates in enumerate(fill_masks(backbone, tokenizer, text, args.top_k), 1):
                 print(f"  [MASK] {n}: " + "  ".join(f"{c.token} {c.probability:.3f}"
                                                     for c in candidates))
-    except SslLabError as err:
-        _fail(err)
+    except Exception as err:  # the backbone is built by instantiate, which wraps its errors
+        cause = user_error(err)
+        if cause is None:
+            raise
+        _fail(cause)
