@@ -39,9 +39,13 @@ def test_mlm_and_clm_cross_finetune_and_prompt(text_sweep):
             assert m["score"] > 0.6, m  # sentiment, two balanced classes: chance is 0.5
         else:
             assert m["n_labels"] == 0 and not m["prompt_few_shot"]
-            scores = [m[f"test/acc_pattern{i}"] for i in range(3)]
+            # a causal model reads left to right: "总之很[MASK]。{text}" is skipped
+            used = [0, 2] if m["pretext"] == "clm" else [0, 1, 2]
+            assert sorted(k for k in m if k.startswith("test/acc_pattern")) == \
+                [f"test/acc_pattern{i}" for i in used]
+            scores = [m[f"test/acc_pattern{i}"] for i in used]
             assert 0 <= min(scores) and max(scores) <= 1
-            assert m["score"] == pytest.approx(sum(scores) / 3)
+            assert m["score"] == pytest.approx(sum(scores) / len(used))
     assert sum(m["pretrain_cache"] == "miss" for m in runs) == 2  # one pretraining per pretext
 
 

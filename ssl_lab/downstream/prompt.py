@@ -5,7 +5,8 @@ verbalizer token (差 / 好); the predicted label is the one whose token the mod
 likely at the mask. Zero-shot (the default) uses no labels at all; ``few_shot`` first fine-tunes
 the language model on the patterns with the labelled subset (PET's loss: cross-entropy over the
 verbalizers' scores at the mask; one model for all patterns). A causal model (``pretext=clm``)
-scores each verbalizer as the next token after the pattern, cut at its [MASK].
+scores each verbalizer as the next token after the pattern, cut at its [MASK]; it uses only the
+patterns whose [MASK] comes after the text (``prompt_patterns`` in metrics.json lists them).
 """
 
 from collections.abc import Callable, Sequence
@@ -140,22 +141,30 @@ class Prompt:
     def evaluate(self, backbone: nn.Module, data: pl.LightningDataModule,
                  make_trainer: Callable[..., pl.Trainer]) -> dict[str, Any]:
         causal = bool(getattr(backbone, "causal", False))
+        patterns = self.patterns
+        if causal:  # a causal model reads left to right: the gap must come after the text
+            patterns = [p for p in self.patterns if p.index("{text}") < p.index(MASK)]
+            if not patterns:
+                raise SslLabError("downstream=prompt with a causal model needs patterns with "
+                                  f"{MASK} after {{text}}; none of {self.patterns} has")
         module = PromptModule(backbone, self._verbalizer_ids(data.tokenizer, data.num_classes),
                               self.lr, self.optimizer, self.scheduler)
         if self.few_shot:
             texts, labels = data.texts["train"]
             chosen = data.labelled_indices.tolist()
             train = self._dataset(data, [texts[i] for i in chosen], [labels[i] for i in chosen],
-                                  causal, self.patterns)
+                                  causal, patterns)
             make_trainer(max_epochs=self.epochs).fit(module, data.labelled_loader(train))
         metrics: dict[str, Any] = {"prompt_few_shot": self.few_shot,
-                                   "prompt_patterns": " | ".join(self.patterns),
+                                   "prompt_patterns": " | ".join(patterns),
                                    "prompt_verbalizers": " / ".join(self.verbalizers)}
         if not self.few_shot:
             metrics["n_labels"] = 0
         predictor = make_trainer(max_epochs=1, logger=False)
         accuracies = []
-        for i, pattern in enumerate(self.patterns):
+        for i, pattern in enumerate(self.patterns):  # keys keep the configured numbering
+            if pattern not in patterns:
+                continue
             test = self._dataset(data, *data.texts["test"], causal, [pattern])
             loader = DataLoader(test, batch_size=data.batch_size, collate_fn=data.collate_fn)
             outputs = predictor.predict(module, dataloaders=unrepeated(loader))
