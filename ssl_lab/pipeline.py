@@ -25,6 +25,7 @@ from ssl_lab import tracking
 from ssl_lab.atomic import build_once, write_json
 from ssl_lab.backbones.checkpoint import load_backbone_weights, save_backbone
 from ssl_lab.cache import pretrain_key, pretrain_spec
+from ssl_lab.data.labels import subset_digest
 from ssl_lab.errors import SslLabError
 from ssl_lab.monitor import KNNMonitor
 from ssl_lab.pictures import save_picture
@@ -79,7 +80,7 @@ def trainer_factory(cfg: DictConfig, loggers: list) -> Callable[..., pl.Trainer]
 
 
 def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
-             make_trainer: Callable[..., pl.Trainer], out_dir: Path | None) -> dict[str, float]:
+             make_trainer: Callable[..., pl.Trainer], out_dir: Path | None) -> dict[str, Any]:
     """Train ``backbone`` in place with the pretext task; write its weights, its final metrics and
     the task's picture of what it sees and predicts into ``out_dir`` (None: write nothing, as in
     the other processes of a DDP job); return the metrics."""
@@ -96,6 +97,7 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
                 val_dataloaders=data.val_dataloader())
     stats = {"pretext_" + key.removeprefix("pretrain/").removeprefix("train_"): float(value)
              for key, value in trainer.callback_metrics.items() if key.startswith("pretrain/")}
+    stats["pretext_steps"] = trainer.global_step
     if out_dir is None:
         return stats
     module.eval()
@@ -151,12 +153,20 @@ def run_info() -> dict[str, Any]:
             "git_commit": git.stdout.strip() if git is not None and git.returncode == 0 else None}
 
 
+# Facts of this execution, not results of the config and seed: they go to run_info.json, so the
+# same command on the same seed writes the same metrics.json.
+EXECUTION_KEYS = ("pretrain_dir", "pretrain_seconds", "transfer_seconds")
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run one pretrain -> transfer job; write and return its metrics."""
+    """Run one pretrain -> transfer job; write its metrics (``metrics.json``, the same for the
+    same config and seed) and the facts of this execution (``run_info.json``: command, versions,
+    timings, where the weights are); return both together."""
     check_compatible(cfg)
     run_dir = Path(cfg.paths.run_dir)
+    info = run_info()
     if is_global_zero():
-        write_json(run_dir / "run_info.json", run_info())
+        write_json(run_dir / "run_info.json", info)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = instantiate(cfg.data, batch_size=per_device_batch_size(cfg))
     data.setup()  # reads the data and picks the labelled subset: bad label counts fail here
@@ -166,14 +176,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loggers = list(instantiate(cfg.logger).values()) if cfg.logger else []
     tracking.log_config(loggers, cfg)
     try:
-        metrics = _pretrain_and_transfer(cfg, data, backbone, loggers, run_dir)
+        results = _pretrain_and_transfer(cfg, data, backbone, loggers, run_dir)
     except BaseException:
         tracking.finish(loggers, None)
         raise
+    metrics = {k: v for k, v in results.items() if k not in EXECUTION_KEYS}
     if is_global_zero():
         write_json(run_dir / "metrics.json", metrics)
+        write_json(run_dir / "run_info.json",
+                   {**info, **{k: v for k, v in results.items() if k in EXECUTION_KEYS}})
     tracking.finish(loggers, metrics)
-    return metrics
+    return results
 
 
 def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbone: nn.Module,
@@ -185,6 +198,7 @@ def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbo
         "backbone": cfg.backbone.name, "seed": cfg.seed,
         "labels_per_class": cfg.data.labels_per_class, "label_fraction": cfg.data.label_fraction,
         "n_labels": data.n_labels, "pretext_epochs": cfg.pretext.epochs,
+        "labelled_subset": subset_digest(data.labelled_indices),  # which examples: seed's choice
         "downstream_epochs": cfg.downstream.get("epochs"),
     }
     if cfg.backbone.checkpoint is not None:
