@@ -31,6 +31,7 @@ from ssl_lab.monitor import KNNMonitor
 from ssl_lab.pictures import save_picture
 from ssl_lab.pretext.module import PretextModule
 from ssl_lab.ranks import is_global_zero
+from ssl_lab.resume import StopWhenSignalled, fit_resumably, resume_dir, stopped_by_signal
 
 log = logging.getLogger("ssl_lab")
 BACKBONE_FILE = "backbone.safetensors"
@@ -69,13 +70,20 @@ def per_device_batch_size(cfg: DictConfig) -> int:
     return cfg.data.batch_size // world
 
 
-def trainer_factory(cfg: DictConfig, loggers: list) -> Callable[..., pl.Trainer]:
-    """Trainers for each phase of the run, all from ``cfg.trainer``, sharing the run's loggers."""
+def trainer_factory(cfg: DictConfig, loggers: list, root: Path) -> Callable[..., pl.Trainer]:
+    """Trainers for each phase of the run, all from ``cfg.trainer``, sharing the run's loggers.
+
+    ``root`` is each trainer's ``default_root_dir``, emptied first: under SLURM, Lightning saves a
+    checkpoint there on SIGUSR1 and loads it into any later trainer that finds it, which would
+    hand a half-trained state to the next phase. Resuming is ``resume.fit_resumably``'s job alone.
+    """
     def make_trainer(max_epochs: int, logger: Any = None,
                      callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
+        shutil.rmtree(root, ignore_errors=True)
         return instantiate(cfg.trainer, max_epochs=max_epochs,
                            logger=(loggers or False) if logger is None else logger,
-                           callbacks=callbacks)
+                           callbacks=[*(callbacks or []), StopWhenSignalled()],
+                           default_root_dir=str(root))
     return make_trainer
 
 
@@ -92,14 +100,18 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
         callbacks.append(KNNMonitor(data.labelled_dataset(), data.val_dataloader().dataset,
                                     data.num_classes, monitor.k, monitor.temperature,
                                     monitor.max_bank))
-    trainer = make_trainer(max_epochs=cfg.pretext.epochs, callbacks=callbacks)
-    trainer.fit(module, train_dataloaders=data.unlabelled_dataloader(),
-                val_dataloaders=data.val_dataloader())
-    stats = {"pretext_" + key.removeprefix("pretrain/").removeprefix("train_"): float(value)
-             for key, value in trainer.callback_metrics.items() if key.startswith("pretrain/")}
+    # resumes where an interrupted run of this job stopped, if one did
+    trainer, resume = fit_resumably(make_trainer, cfg.pretext.epochs, callbacks, module,
+                                    data.unlabelled_dataloader(), data.val_dataloader(),
+                                    resume_dir(cfg))
+    stats = {"pretext_" + key.removeprefix("pretrain/").removeprefix("train_"): value
+             for key, value in resume.logged_metrics(trainer).items()
+             if key.startswith("pretrain/")}
     stats["pretext_steps"] = trainer.global_step
+    resumed = ({} if resume.resumed_from_step is None
+               else {"pretrain_resumed_from_step": resume.resumed_from_step})
     if out_dir is None:
-        return stats
+        return {**stats, **resumed}
     module.eval()
     with torch.no_grad():
         rows = task.picture(backbone, next(iter(data.val_dataloader())))
@@ -113,14 +125,17 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
     write_json(out_dir / "pretext_metrics.json", stats)
     with open(out_dir / "pretrain_config.yaml", "w") as f:
         f.write(OmegaConf.to_yaml(OmegaConf.create(pretrain_spec(cfg))))
-    return stats
+    return {**stats, **resumed}
 
 
 def pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
                make_trainer: Callable[..., pl.Trainer], run_dir: Path) -> dict[str, Any]:
-    """Pretrain ``backbone``, or load the cached pretraining with the same key."""
+    """Pretrain ``backbone`` (resuming an interrupted pretraining of this job), or load the cached
+    pretraining with the same key."""
     if cfg.paths.cache_dir is None:
         stats = pretrain(cfg, backbone, data, make_trainer, run_dir if is_global_zero() else None)
+        if is_global_zero():
+            shutil.rmtree(resume_dir(cfg), ignore_errors=True)
         return {**stats, "pretrain_cache": "disabled", "pretrain_dir": str(run_dir)}
     entry = Path(cfg.paths.cache_dir) / pretrain_key(cfg)
     if not is_global_zero():  # a DDP helper process: train alongside rank 0, never write or lock
@@ -129,13 +144,19 @@ def pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModul
             return {**stats, "pretrain_cache": "miss", "pretrain_dir": str(entry)}
         load_backbone_weights(backbone, entry / BACKBONE_FILE)
         return {"pretrain_cache": "hit", "pretrain_dir": str(entry)}
-    hit = build_once(entry, lambda staging: pretrain(cfg, backbone, data, make_trainer, staging))
+    built: dict[str, Any] = {}
+    hit = build_once(entry, lambda staging: built.update(
+        pretrain(cfg, backbone, data, make_trainer, staging)))
     if hit:
         load_backbone_weights(backbone, entry / BACKBONE_FILE)
+    else:
+        shutil.rmtree(resume_dir(cfg), ignore_errors=True)  # only once the entry is complete
     for picture in entry.glob("pretext_*.png"):
         shutil.copyfile(picture, run_dir / picture.name)
     stats = json.loads((entry / "pretext_metrics.json").read_text())
-    return {**stats, "pretrain_cache": "hit" if hit else "miss", "pretrain_dir": str(entry)}
+    resumed = {k: v for k, v in built.items() if k == "pretrain_resumed_from_step"}
+    cache = "hit" if hit else "resumed" if resumed else "miss"
+    return {**stats, **resumed, "pretrain_cache": cache, "pretrain_dir": str(entry)}
 
 
 def run_info() -> dict[str, Any]:
@@ -155,7 +176,8 @@ def run_info() -> dict[str, Any]:
 
 # Facts of this execution, not results of the config and seed: they go to run_info.json, so the
 # same command on the same seed writes the same metrics.json.
-EXECUTION_KEYS = ("pretrain_dir", "pretrain_seconds", "transfer_seconds")
+EXECUTION_KEYS = ("pretrain_dir", "pretrain_resumed_from_step", "pretrain_seconds",
+                  "transfer_seconds")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -176,7 +198,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loggers = list(instantiate(cfg.logger).values()) if cfg.logger else []
     tracking.log_config(loggers, cfg)
     try:
-        results = _pretrain_and_transfer(cfg, data, backbone, loggers, run_dir)
+        with stopped_by_signal("during transfer, before any score was written: run the same "
+                               "command again"):  # pretraining says when it stopped itself
+            results = _pretrain_and_transfer(cfg, data, backbone, loggers, run_dir)
     except BaseException:
         tracking.finish(loggers, None)
         raise
@@ -191,7 +215,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbone: nn.Module,
                            loggers: list, run_dir: Path) -> dict[str, Any]:
-    make_trainer = trainer_factory(cfg, loggers)
+    make_trainer = trainer_factory(cfg, loggers, run_dir / "lightning")
     started = time.perf_counter()
     metrics: dict[str, Any] = {
         "pretext": cfg.pretext.name, "downstream": cfg.downstream.name, "data": cfg.data.name,

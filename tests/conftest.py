@@ -1,7 +1,9 @@
 import json
 import os
+import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,14 +28,35 @@ def _command(tmp_path: Path, overrides: tuple[str, ...]) -> list[str]:
             *rest]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONWARNINGS": "ignore"}
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "PYTHONWARNINGS": "ignore", **(extra or {})}
 
 
 def run_cli(tmp_path: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``ssl-lab`` in a subprocess, as a user would, writing under ``tmp_path``."""
     return subprocess.run(_command(tmp_path, overrides), cwd=tmp_path, env=_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(tmp_path: Path, *overrides: str,
+              env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``ssl-lab`` like ``run_cli`` without waiting for it, to signal or kill it. Its
+    stdout goes to ``tmp_path/stdout.log`` (a full pipe would stall it); read stderr with
+    ``communicate()``."""
+    with open(tmp_path / "stdout.log", "a") as stdout:
+        return subprocess.Popen(_command(tmp_path, overrides), cwd=tmp_path, env=_env(env),
+                                stdout=stdout, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path_pattern: str, root: Path, process: subprocess.Popen) -> Path:
+    """The first file under ``root`` matching ``path_pattern``, polled while ``process`` runs."""
+    while True:
+        found = sorted(root.glob(path_pattern))
+        if found:
+            return found[0]
+        if process.poll() is not None:
+            raise AssertionError(f"ended before {path_pattern} appeared: {process.communicate()}")
+        time.sleep(0.01)
 
 
 def run_in_process(run_dir: Path, *overrides: str) -> dict:
@@ -50,6 +73,20 @@ def run_in_process(run_dir: Path, *overrides: str) -> dict:
 
 def read_metrics(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(root.rglob("metrics.json"))]
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def write_crafted_pickle(path: Path, marker: Path) -> None:
+    """A checkpoint whose unpickling would run ``open(marker, "w")``: loading it must not."""
+    with path.open("wb") as f:
+        pickle.dump({"state_dict": _Payload(str(marker))}, f, protocol=2)
 
 
 @pytest.fixture
