@@ -26,9 +26,14 @@ def pretrain_spec(cfg: DictConfig) -> dict[str, Any]:
         return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()
                 if k not in ignored}
 
-    return {"data": plain(cfg.data, _DATA_KEYS_IGNORED), "backbone": plain(cfg.backbone.net),
+    spec = {"data": plain(cfg.data, _DATA_KEYS_IGNORED), "backbone": plain(cfg.backbone.net),
             "pretext": plain(cfg.pretext), "trainer": plain(cfg.trainer, _TRAINER_KEYS_IGNORED),
             "seed": cfg.seed}
+    # nonfinite=skip can change the weights; a run that stops at a NaN makes no entry at all, so
+    # the default leaves the key (and every existing entry) as it was
+    if cfg.nonfinite != "stop":
+        spec["nonfinite"] = cfg.nonfinite
+    return spec
 
 
 def pretrain_key(cfg: DictConfig) -> str:

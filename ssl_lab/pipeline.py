@@ -28,6 +28,7 @@ from ssl_lab.cache import pretrain_key, pretrain_spec
 from ssl_lab.data.labels import subset_digest
 from ssl_lab.errors import SslLabError
 from ssl_lab.monitor import KNNMonitor
+from ssl_lab.nonfinite import NonFiniteGuard
 from ssl_lab.pictures import save_picture
 from ssl_lab.pretext.module import PretextModule
 from ssl_lab.ranks import is_global_zero
@@ -70,8 +71,10 @@ def per_device_batch_size(cfg: DictConfig) -> int:
     return cfg.data.batch_size // world
 
 
-def trainer_factory(cfg: DictConfig, loggers: list, root: Path) -> Callable[..., pl.Trainer]:
-    """Trainers for each phase of the run, all from ``cfg.trainer``, sharing the run's loggers.
+def trainer_factory(cfg: DictConfig, loggers: list, root: Path,
+                    extra_callbacks: tuple[pl.Callback, ...] = ()) -> Callable[..., pl.Trainer]:
+    """Trainers for each phase of the run, all from ``cfg.trainer``, sharing the run's loggers
+    (and ``extra_callbacks``).
 
     ``root`` is each trainer's ``default_root_dir``, emptied first: under SLURM, Lightning saves a
     checkpoint there on SIGUSR1 and loads it into any later trainer that finds it, which would
@@ -82,7 +85,7 @@ def trainer_factory(cfg: DictConfig, loggers: list, root: Path) -> Callable[...,
         shutil.rmtree(root, ignore_errors=True)
         return instantiate(cfg.trainer, max_epochs=max_epochs,
                            logger=(loggers or False) if logger is None else logger,
-                           callbacks=[*(callbacks or []), StopWhenSignalled()],
+                           callbacks=[*(callbacks or []), *extra_callbacks, StopWhenSignalled()],
                            default_root_dir=str(root))
     return make_trainer
 
@@ -100,14 +103,17 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
         callbacks.append(KNNMonitor(data.labelled_dataset(), data.val_dataloader().dataset,
                                     data.num_classes, monitor.k, monitor.temperature,
                                     monitor.max_bank))
+    guard = NonFiniteGuard(cfg.nonfinite, "pretraining")
     # resumes where an interrupted run of this job stopped, if one did
-    trainer, resume = fit_resumably(make_trainer, cfg.pretext.epochs, callbacks, module,
+    trainer, resume = fit_resumably(make_trainer, cfg.pretext.epochs, [*callbacks, guard], module,
                                     data.unlabelled_dataloader(), data.val_dataloader(),
                                     resume_dir(cfg))
     stats = {"pretext_" + key.removeprefix("pretrain/").removeprefix("train_"): value
              for key, value in resume.logged_metrics(trainer).items()
              if key.startswith("pretrain/")}
     stats["pretext_steps"] = trainer.global_step
+    if cfg.nonfinite == "skip":
+        stats["pretext_nonfinite_skipped"] = guard.skipped
     resumed = ({} if resume.resumed_from_step is None
                else {"pretrain_resumed_from_step": resume.resumed_from_step})
     if out_dir is None:
@@ -244,6 +250,10 @@ def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbo
     downstream = instantiate(cfg.downstream)
     log.info("transfer: %s on %d labelled examples", cfg.downstream.name, data.n_labels)
     transfer_started = time.perf_counter()
-    metrics.update(downstream.evaluate(backbone, data, make_trainer))
+    guard = NonFiniteGuard(cfg.nonfinite, "transfer")
+    metrics.update(downstream.evaluate(
+        backbone, data, trainer_factory(cfg, loggers, run_dir / "lightning", (guard,))))
+    if cfg.nonfinite == "skip":
+        metrics["transfer_nonfinite_skipped"] = guard.skipped
     metrics["transfer_seconds"] = round(time.perf_counter() - transfer_started, 2)
     return metrics
