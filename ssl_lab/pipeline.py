@@ -229,6 +229,7 @@ def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbo
         "labels_per_class": cfg.data.labels_per_class, "label_fraction": cfg.data.label_fraction,
         "n_labels": data.n_labels, "pretext_epochs": cfg.pretext.epochs,
         "labelled_subset": subset_digest(data.labelled_indices),  # which examples: seed's choice
+        **({"skipped_images": data.skipped_images} if hasattr(data, "skipped_images") else {}),
         "downstream_epochs": cfg.downstream.get("epochs"),
     }
     if cfg.backbone.checkpoint is not None:
