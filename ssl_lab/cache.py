@@ -36,6 +36,11 @@ def pretrain_spec(cfg: DictConfig) -> dict[str, Any]:
     return spec
 
 
+def spec_key(spec: dict[str, Any]) -> str:
+    """The entry name of a spec (also of one read back from an entry's pretrain_config.yaml)."""
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{spec['pretext']['name']}-{digest[:16]}"
+
+
 def pretrain_key(cfg: DictConfig) -> str:
-    spec = json.dumps(pretrain_spec(cfg), sort_keys=True, default=str)
-    return f"{cfg.pretext.name}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}"
+    return spec_key(pretrain_spec(cfg))
