@@ -2,7 +2,6 @@
 and afterwards every cache entry is whole, loads, and is named by the hash of its own config."""
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
@@ -43,4 +42,4 @@ def test_twenty_runs_two_at_a_time_share_one_sound_cache(tmp_path):
         load_backbone_weights(instantiate(spec["backbone"]), entry / "backbone.safetensors")
         assert sorted(p.name for p in entry.iterdir() if p.suffix != ".png") == [
             "backbone.safetensors", "pretext_metrics.json", "pretrain_config.yaml"]
-    assert not list(Path(cache).glob(".*"))  # no staging, no resume point left behind
+    assert not list(cache.glob(".*"))  # no staging, no resume point left behind
