@@ -35,14 +35,16 @@ def build_once(entry: Path, build: Callable[[Path], None]) -> bool:
 
     ``build`` fills a private staging directory, which is renamed onto ``entry`` only when it is
     complete, so readers never see half an entry. A file lock makes racing jobs wait for the one
-    that builds, then reuse its result.
+    that builds, then reuse its result; it dies with its holder, so a killed builder never blocks
+    the next, which also clears the staging directories killed builders left.
     """
     entry.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(entry) + ".lock"):
         if entry.is_dir():
             return True
+        for stale in entry.parent.glob(f".{entry.name}.*.staging"):  # left by killed builders
+            shutil.rmtree(stale, ignore_errors=True)
         staging = entry.with_name(f".{entry.name}.{os.getpid()}.staging")
-        shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
             build(staging)

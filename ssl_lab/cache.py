@@ -26,11 +26,21 @@ def pretrain_spec(cfg: DictConfig) -> dict[str, Any]:
         return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()
                 if k not in ignored}
 
-    return {"data": plain(cfg.data, _DATA_KEYS_IGNORED), "backbone": plain(cfg.backbone.net),
+    spec = {"data": plain(cfg.data, _DATA_KEYS_IGNORED), "backbone": plain(cfg.backbone.net),
             "pretext": plain(cfg.pretext), "trainer": plain(cfg.trainer, _TRAINER_KEYS_IGNORED),
             "seed": cfg.seed}
+    # nonfinite=skip can change the weights; a run that stops at a NaN makes no entry at all, so
+    # the default leaves the key (and every existing entry) as it was
+    if cfg.nonfinite != "stop":
+        spec["nonfinite"] = cfg.nonfinite
+    return spec
+
+
+def spec_key(spec: dict[str, Any]) -> str:
+    """The entry name of a spec (also of one read back from an entry's pretrain_config.yaml)."""
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{spec['pretext']['name']}-{digest[:16]}"
 
 
 def pretrain_key(cfg: DictConfig) -> str:
-    spec = json.dumps(pretrain_spec(cfg), sort_keys=True, default=str)
-    return f"{cfg.pretext.name}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}"
+    return spec_key(pretrain_spec(cfg))

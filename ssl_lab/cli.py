@@ -1,6 +1,9 @@
 """Command-line entry points (Hydra apps)."""
 
+import hashlib
+import json
 import logging
+import os
 import re
 import sys
 import warnings
@@ -22,7 +25,21 @@ def _sweep_group() -> str:
     return config.sweep.dir if config.mode == RunMode.MULTIRUN else "single-runs"
 
 
+def _job_id(*, _root_: DictConfig) -> str:
+    """A name that this job and its rerun share, and no other job: a hash of the job's config
+    (less the logger and the run directory, which a rerun changes). The W&B run id, so a job
+    resumed after a kill logs into the same W&B run."""
+    tree = OmegaConf.to_container(_root_, resolve=False)
+    tree.pop("logger", None)
+    tree.get("paths", {}).pop("run_dir", None)
+    job = OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
+    job["paths"]["output_dir"] = os.path.abspath(job["paths"]["output_dir"])
+    digest = hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
+    return f"job-{digest[:16]}"
+
+
 OmegaConf.register_new_resolver("sweep_group", _sweep_group, replace=True)
+OmegaConf.register_new_resolver("job_id", _job_id, replace=True)
 
 # Lightning advice that does not apply to small in-memory datasets, and a torch 2.14 deprecation
 # inside Lightning that users cannot act on.

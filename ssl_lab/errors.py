@@ -15,3 +15,13 @@ def user_error(err: BaseException) -> SslLabError | None:
     while err is not None and not isinstance(err, SslLabError):
         err = err.__cause__
     return err
+
+
+class Interrupted(SystemExit):
+    """A job stopped by a signal (SIGTERM, or SIGUSR1 before a cluster's time limit or a
+    preemption) after saving what its rerun needs. A SystemExit, not an Exception: it ends the
+    process with one line and a non-zero status, and a sweep stops instead of starting its next
+    job."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"ssl-lab: stopped: {message}")

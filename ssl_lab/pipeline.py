@@ -26,13 +26,16 @@ from ssl_lab.atomic import build_once, write_json
 from ssl_lab.backbones.checkpoint import (BACKBONE_FILE, load_backbone_weights, read_meta,
                                           save_backbone)
 from ssl_lab.cache import pretrain_key, pretrain_spec
+from ssl_lab.data.labels import subset_digest
 from ssl_lab.data.tokenizer import METADATA_KEY as TOKENIZER_KEY
 from ssl_lab.data.tokenizer import load_tokenizer
 from ssl_lab.errors import SslLabError
 from ssl_lab.monitor import BackboneSnapshots, KNNMonitor
+from ssl_lab.nonfinite import NonFiniteGuard
 from ssl_lab.pictures import save_picture
 from ssl_lab.pretext.module import PretextModule
 from ssl_lab.ranks import is_global_zero
+from ssl_lab.resume import StopWhenSignalled, fit_resumably, resume_dir, stopped_by_signal
 
 log = logging.getLogger("ssl_lab")
 
@@ -88,13 +91,22 @@ def per_device_batch_size(cfg: DictConfig) -> int:
     return cfg.data.batch_size // world
 
 
-def trainer_factory(cfg: DictConfig, loggers: list) -> Callable[..., pl.Trainer]:
-    """Trainers for each phase of the run, all from ``cfg.trainer``, sharing the run's loggers."""
+def trainer_factory(cfg: DictConfig, loggers: list, root: Path,
+                    extra_callbacks: tuple[pl.Callback, ...] = ()) -> Callable[..., pl.Trainer]:
+    """Trainers for each phase of the run, all from ``cfg.trainer``, sharing the run's loggers
+    (and ``extra_callbacks``).
+
+    ``root`` is each trainer's ``default_root_dir``, emptied first: under SLURM, Lightning saves a
+    checkpoint there on SIGUSR1 and loads it into any later trainer that finds it, which would
+    hand a half-trained state to the next phase. Resuming is ``resume.fit_resumably``'s job alone.
+    """
     def make_trainer(max_epochs: int, logger: Any = None,
                      callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
+        shutil.rmtree(root, ignore_errors=True)
         return instantiate(cfg.trainer, max_epochs=max_epochs,
                            logger=(loggers or False) if logger is None else logger,
-                           callbacks=callbacks)
+                           callbacks=[*(callbacks or []), *extra_callbacks, StopWhenSignalled()],
+                           default_root_dir=str(root))
     return make_trainer
 
 
@@ -111,7 +123,7 @@ def _save_pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDat
 
 
 def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
-             make_trainer: Callable[..., pl.Trainer], out_dir: Path | None) -> dict[str, float]:
+             make_trainer: Callable[..., pl.Trainer], out_dir: Path | None) -> dict[str, Any]:
     """Train ``backbone`` in place with the pretext task; write its weights, its final metrics and
     the task's picture of what it sees and predicts into ``out_dir`` (None: write nothing, as in
     the other processes of a DDP job); return the metrics."""
@@ -125,16 +137,25 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
                                     data.num_classes, monitor.k, monitor.temperature,
                                     monitor.max_bank))
     snapshots = cfg.pretext.get("snapshot_epochs") or []
+    kept = resume_dir(cfg) / "snapshots"  # outlives a kill, like the resume point
     if out_dir is not None and snapshots:
         callbacks.append(BackboneSnapshots(snapshots, lambda epoch: _save_pretrained(
-            cfg, backbone, data, out_dir / "snapshots" / f"epoch{epoch}.safetensors", epoch)))
-    trainer = make_trainer(max_epochs=cfg.pretext.epochs, callbacks=callbacks)
-    trainer.fit(module, train_dataloaders=data.unlabelled_dataloader(),
-                val_dataloaders=data.val_dataloader())
-    stats = {"pretext_" + key.removeprefix("pretrain/").removeprefix("train_"): float(value)
-             for key, value in trainer.callback_metrics.items() if key.startswith("pretrain/")}
+            cfg, backbone, data, kept / f"epoch{epoch}.safetensors", epoch)))
+    guard = NonFiniteGuard(cfg.nonfinite, "pretraining")
+    # resumes where an interrupted run of this job stopped, if one did
+    trainer, resume = fit_resumably(make_trainer, cfg.pretext.epochs, [*callbacks, guard], module,
+                                    data.unlabelled_dataloader(), data.val_dataloader(),
+                                    resume_dir(cfg))
+    stats = {"pretext_" + key.removeprefix("pretrain/").removeprefix("train_"): value
+             for key, value in resume.logged_metrics(trainer).items()
+             if key.startswith("pretrain/")}
+    stats["pretext_steps"] = trainer.global_step
+    if cfg.nonfinite == "skip":
+        stats["pretext_nonfinite_skipped"] = guard.skipped
+    resumed = ({} if resume.resumed_from_step is None
+               else {"pretrain_resumed_from_step": resume.resumed_from_step})
     if out_dir is None:
-        return stats
+        return {**stats, **resumed}
     module.eval()
     with torch.no_grad():
         rows = task.picture(backbone, next(iter(data.val_dataloader())))
@@ -143,11 +164,13 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
                      f"{cfg.pretext.name} on {cfg.data.name} (validation images)")
     if getattr(data, "tokenizer", None) is not None:
         data.tokenizer.save(out_dir)
+    if kept.is_dir():
+        shutil.copytree(kept, out_dir / "snapshots")
     _save_pretrained(cfg, backbone, data, out_dir / BACKBONE_FILE, cfg.pretext.epochs)
     write_json(out_dir / "pretext_metrics.json", stats)
     with open(out_dir / "pretrain_config.yaml", "w") as f:
         f.write(OmegaConf.to_yaml(OmegaConf.create(pretrain_spec(cfg))))
-    return stats
+    return {**stats, **resumed}
 
 
 def _load_pretrained(backbone: nn.Module, data: pl.LightningDataModule, path: Path) -> None:
@@ -162,9 +185,12 @@ def _load_pretrained(backbone: nn.Module, data: pl.LightningDataModule, path: Pa
 
 def pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
                make_trainer: Callable[..., pl.Trainer], run_dir: Path) -> dict[str, Any]:
-    """Pretrain ``backbone``, or load the cached pretraining with the same key."""
+    """Pretrain ``backbone`` (resuming an interrupted pretraining of this job), or load the cached
+    pretraining with the same key."""
     if cfg.paths.cache_dir is None:
         stats = pretrain(cfg, backbone, data, make_trainer, run_dir if is_global_zero() else None)
+        if is_global_zero():
+            shutil.rmtree(resume_dir(cfg), ignore_errors=True)
         return {**stats, "pretrain_cache": "disabled", "pretrain_dir": str(run_dir)}
     entry = Path(cfg.paths.cache_dir) / pretrain_key(cfg)
     if not is_global_zero():  # a DDP helper process: train alongside rank 0, never write or lock
@@ -173,13 +199,19 @@ def pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModul
             return {**stats, "pretrain_cache": "miss", "pretrain_dir": str(entry)}
         _load_pretrained(backbone, data, entry / BACKBONE_FILE)
         return {"pretrain_cache": "hit", "pretrain_dir": str(entry)}
-    hit = build_once(entry, lambda staging: pretrain(cfg, backbone, data, make_trainer, staging))
+    built: dict[str, Any] = {}
+    hit = build_once(entry, lambda staging: built.update(
+        pretrain(cfg, backbone, data, make_trainer, staging)))
     if hit:
         _load_pretrained(backbone, data, entry / BACKBONE_FILE)
+    else:
+        shutil.rmtree(resume_dir(cfg), ignore_errors=True)  # only once the entry is complete
     for picture in entry.glob("pretext_*.png"):
         shutil.copyfile(picture, run_dir / picture.name)
     stats = json.loads((entry / "pretext_metrics.json").read_text(encoding="utf-8"))
-    return {**stats, "pretrain_cache": "hit" if hit else "miss", "pretrain_dir": str(entry)}
+    resumed = {k: v for k, v in built.items() if k == "pretrain_resumed_from_step"}
+    cache = "hit" if hit else "resumed" if resumed else "miss"
+    return {**stats, **resumed, "pretrain_cache": cache, "pretrain_dir": str(entry)}
 
 
 def run_info() -> dict[str, Any]:
@@ -197,12 +229,21 @@ def run_info() -> dict[str, Any]:
             "git_commit": git.stdout.strip() if git is not None and git.returncode == 0 else None}
 
 
+# Facts of this execution, not results of the config and seed: they go to run_info.json, so the
+# same command on the same seed writes the same metrics.json.
+EXECUTION_KEYS = ("pretrain_dir", "pretrain_resumed_from_step", "pretrain_seconds",
+                  "transfer_seconds")
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run one pretrain -> transfer job; write and return its metrics."""
+    """Run one pretrain -> transfer job; write its metrics (``metrics.json``, the same for the
+    same config and seed) and the facts of this execution (``run_info.json``: command, versions,
+    timings, where the weights are); return both together."""
     check_compatible(cfg)
     run_dir = Path(cfg.paths.run_dir)
+    info = run_info()
     if is_global_zero():
-        write_json(run_dir / "run_info.json", run_info())
+        write_json(run_dir / "run_info.json", info)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = instantiate(cfg.backbone.net)  # first: one that cannot be built fails at once
     data = instantiate(cfg.data, batch_size=per_device_batch_size(cfg))
@@ -212,25 +253,32 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loggers = list(instantiate(cfg.logger).values()) if cfg.logger else []
     tracking.log_config(loggers, cfg)
     try:
-        metrics = _pretrain_and_transfer(cfg, data, backbone, loggers, run_dir)
+        with stopped_by_signal("during transfer, before any score was written: run the same "
+                               "command again"):  # pretraining says when it stopped itself
+            results = _pretrain_and_transfer(cfg, data, backbone, loggers, run_dir)
     except BaseException:
         tracking.finish(loggers, None)
         raise
+    metrics = {k: v for k, v in results.items() if k not in EXECUTION_KEYS}
     if is_global_zero():
         write_json(run_dir / "metrics.json", metrics)
+        write_json(run_dir / "run_info.json",
+                   {**info, **{k: v for k, v in results.items() if k in EXECUTION_KEYS}})
     tracking.finish(loggers, metrics)
-    return metrics
+    return results
 
 
 def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbone: nn.Module,
                            loggers: list, run_dir: Path) -> dict[str, Any]:
-    make_trainer = trainer_factory(cfg, loggers)
+    make_trainer = trainer_factory(cfg, loggers, run_dir / "lightning")
     started = time.perf_counter()
     metrics: dict[str, Any] = {
         "pretext": cfg.pretext.name, "downstream": cfg.downstream.name, "data": cfg.data.name,
         "backbone": cfg.backbone.name, "seed": cfg.seed,
         "labels_per_class": cfg.data.labels_per_class, "label_fraction": cfg.data.label_fraction,
         "n_labels": data.n_labels, "pretext_epochs": cfg.pretext.epochs,
+        "labelled_subset": subset_digest(data.labelled_indices),  # which examples: seed's choice
+        **({"skipped_images": data.skipped_images} if hasattr(data, "skipped_images") else {}),
         "downstream_epochs": cfg.downstream.get("epochs"),
     }
     if data.modality == "text":
@@ -255,6 +303,10 @@ def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbo
     downstream = instantiate(cfg.downstream)
     log.info("transfer: %s on %d labelled examples", cfg.downstream.name, data.n_labels)
     transfer_started = time.perf_counter()
-    metrics.update(downstream.evaluate(backbone, data, make_trainer))
+    guard = NonFiniteGuard(cfg.nonfinite, "transfer")
+    metrics.update(downstream.evaluate(
+        backbone, data, trainer_factory(cfg, loggers, run_dir / "lightning", (guard,))))
+    if cfg.nonfinite == "skip":
+        metrics["transfer_nonfinite_skipped"] = guard.skipped
     metrics["transfer_seconds"] = round(time.perf_counter() - transfer_started, 2)
     return metrics

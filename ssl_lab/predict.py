@@ -33,9 +33,9 @@ def find_backbone(path: str | Path) -> Path:
         return path
     if (path / BACKBONE_FILE).is_file():
         return path / BACKBONE_FILE
-    metrics = path / "metrics.json"
-    if metrics.is_file():
-        entry = json.loads(metrics.read_text(encoding="utf-8")).get("pretrain_dir")
+    info = path / "run_info.json"
+    if info.is_file():
+        entry = json.loads(info.read_text(encoding="utf-8")).get("pretrain_dir")
         if entry and (Path(entry) / BACKBONE_FILE).is_file():
             return Path(entry) / BACKBONE_FILE
     raise SslLabError(f"no backbone at {path}: give a {BACKBONE_FILE}, a cache entry, or a run "

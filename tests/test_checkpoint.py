@@ -1,8 +1,7 @@
-import pickle
-
 import pytest
 import torch
 
+from conftest import TINY, run_cli, write_crafted_pickle
 from ssl_lab.backbones.checkpoint import load_backbone_weights, read_meta, save_backbone
 from ssl_lab.backbones.resnet import ResNet
 from ssl_lab.backbones.small_cnn import SmallCNN
@@ -40,22 +39,25 @@ def test_checkpoint_for_another_backbone_is_refused_naming_the_mismatch(tmp_path
         load_backbone_weights(ResNet(18, in_channels=1), path)
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def test_crafted_pickle_is_refused_and_its_payload_never_runs(tmp_path):
     marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pt"
-    with path.open("wb") as f:
-        pickle.dump({"weight": _Payload(str(marker))}, f, protocol=2)
+    write_crafted_pickle(tmp_path / "evil.pt", marker)
     with pytest.raises(SslLabError, match="refused.*not a plain tensor checkpoint"):
-        load_backbone_weights(SmallCNN(1, (8,)), path)
+        load_backbone_weights(SmallCNN(1, (8,)), tmp_path / "evil.pt")
     assert not marker.exists()
+
+
+def test_crafted_pickle_as_backbone_checkpoint_fails_the_run_in_one_line(tmp_path):
+    marker = tmp_path / "pwned"
+    write_crafted_pickle(tmp_path / "evil.ckpt", marker)
+    result = run_cli(tmp_path, *TINY, f"backbone.checkpoint={tmp_path / 'evil.ckpt'}")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"ssl-lab: error: backbone.checkpoint: refused {tmp_path / 'evil.ckpt'}: not a plain "
+        f"tensor checkpoint"), result.stderr
+    assert not marker.exists()
+    assert not list(tmp_path.rglob("metrics.json"))
 
 
 def test_corrupt_safetensors_is_refused(tmp_path):

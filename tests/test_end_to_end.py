@@ -39,7 +39,8 @@ def test_sweep_of_pretext_by_downstream_writes_one_metrics_file_per_job(tmp_path
         cache_use.setdefault(m["pretext"], []).append(m["pretrain_cache"])
         if m["pretext"] == "none":
             continue
-        assert (Path(m["pretrain_dir"]) / "backbone.safetensors").is_file()
+        info = json.loads((job / "run_info.json").read_text())  # paths: not in metrics.json
+        assert (Path(info["pretrain_dir"]) / "backbone.safetensors").is_file()
         has_picture = m["pretext"] in ("rotation", "jigsaw", "inpainting")
         assert (job / f"pretext_{m['pretext']}.png").is_file() == has_picture
         if m["pretrain_cache"] == "miss":
@@ -62,7 +63,8 @@ def test_pretext_loss_falls_and_the_backbone_is_handed_over(tmp_path):
     (metrics,) = read_metrics(run_dir)
     assert metrics["pretext_loss"] == pytest.approx(losses[-1], rel=1e-5)
     assert metrics["pretrain_cache"] == "miss"
-    weights = Path(metrics["pretrain_dir"]) / "backbone.safetensors"
+    info = json.loads((run_dir / "run_info.json").read_text())
+    weights = Path(info["pretrain_dir"]) / "backbone.safetensors"
 
     # transfer again from the handed-over weights, without pretraining
     again = tmp_path / "again"

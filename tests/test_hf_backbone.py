@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
 
-from conftest import read_metrics, run_cli  # noqa: E402
+from conftest import read_runs, run_cli  # noqa: E402
 from ssl_lab.backbones.checkpoint import load_backbone_weights, read_meta  # noqa: E402
 from ssl_lab.backbones.hf import HuggingFaceBackbone  # noqa: E402
 from ssl_lab.data.tokenizer import load_tokenizer  # noqa: E402
@@ -145,7 +145,7 @@ def test_masked_model_prompts_finetunes_and_continues_pretraining(model_dirs, tm
     result = run_cli(tmp_path, "-m", *TINY_TEXT, f"backbone.path={model_dirs['bert']}",
                      "pretext=none,mlm", "downstream=prompt,finetune", "data.labels_per_class=20")
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = {(m["pretext"], m["downstream"]): m for m in read_metrics(tmp_path / "outputs")}
+    runs = {(m["pretext"], m["downstream"]): m for m in read_runs(tmp_path / "outputs")}
     assert sorted(runs) == [("mlm", "finetune"), ("mlm", "prompt"),
                             ("none", "finetune"), ("none", "prompt")]
 
@@ -183,7 +183,7 @@ def test_causal_model_continues_pretraining_with_clm_and_prompts(model_dirs, tmp
     result = run_cli(tmp_path, *TINY_TEXT, f"backbone.path={model_dirs['gpt2']}", "pretext=clm",
                      "downstream=prompt", patterns)
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = read_metrics(tmp_path / "outputs")
+    (run,) = read_runs(tmp_path / "outputs")
     assert run["pretrain_cache"] == "miss" and 0.0 < run["pretext_loss"] < 1.5 * math.log(400)
     assert run["n_labels"] == 0 and 0.0 <= run["score"] <= 1.0
     assert run["score"] == pytest.approx((run["test/acc_pattern0"] + run["test/acc_pattern1"]) / 2)

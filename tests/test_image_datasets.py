@@ -1,6 +1,7 @@
 """Image datasets as DataModules: .npz arrays, class-per-folder trees (and archives of them),
 torchvision benchmarks, and STL-10-style unlabelled images that only pretraining sees."""
 
+import json
 import logging
 import tarfile
 from pathlib import Path
@@ -12,7 +13,7 @@ from hydra.utils import instantiate
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from conftest import TINY, read_metrics, run_cli
+from conftest import TINY, read_metrics, run_cli, run_in_process
 from ssl_lab.data.image_folder import ImageFolderDataModule
 from ssl_lab.data.images import channels_first
 from ssl_lab.data.in_memory import UNLABELLED
@@ -147,20 +148,32 @@ def test_corrupt_images_are_skipped_counted_and_warned_about(tmp_path, caplog):
     write_tree(tmp_path / "tree")
     write_corrupt(tmp_path / "tree")
     with caplog.at_level(logging.WARNING, logger="ssl_lab"):
-        arrays = folder(tmp_path / "tree", tmp_path, on_corrupt="skip").load_arrays()
-    assert len(arrays["x_train"]) == 12
+        data = folder(tmp_path / "tree", tmp_path, on_corrupt="skip")
+        arrays = data.load_arrays()
+    assert len(arrays["x_train"]) == 12 and data.skipped_images == 2
     assert "skipped 2 unreadable images" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="ssl_lab"):  # and again from the cache
-        folder(tmp_path / "tree", tmp_path, on_corrupt="skip").load_arrays()
-    assert "skipped 2 unreadable images" in caplog.text
+        again = folder(tmp_path / "tree", tmp_path, on_corrupt="skip")
+        again.load_arrays()
+    assert "skipped 2 unreadable images" in caplog.text and again.skipped_images == 2
 
 
-def test_a_corrupt_image_is_refused_naming_the_file_with_on_corrupt_error(tmp_path):
+def test_a_run_records_how_many_corrupt_images_it_skipped(tmp_path):
+    write_tree(tmp_path / "tree", per_class=10)
+    write_corrupt(tmp_path / "tree")
+    metrics = run_in_process(tmp_path / "run", *TINY, "pretext=none", "data=image_folder",
+                             f"data.root={tmp_path / 'tree'}", "data.num_classes=3",
+                             "data.threads=2")
+    assert metrics["skipped_images"] == 2 and metrics["n_labels"] == 21  # 30 readable, 70%
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["skipped_images"] == 2
+
+
+def test_a_corrupt_image_is_refused_naming_the_file_with_on_corrupt_stop(tmp_path):
     write_tree(tmp_path / "tree")
     (tmp_path / "tree" / "dog" / "garbage.png").write_bytes(b"not an image")
     with pytest.raises(SslLabError, match=r"cannot read image .*dog/garbage\.png"):
-        folder(tmp_path / "tree", tmp_path, on_corrupt="error").load_arrays()
+        folder(tmp_path / "tree", tmp_path, on_corrupt="stop").load_arrays()
 
 
 def test_a_class_count_that_disagrees_with_the_config_is_refused(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import read_metrics, run_cli
+from conftest import read_runs, run_cli
 
 TINY_TEXT = ["logger=none", "monitor.knn=false", "data=reviews_zh", "backbone=transformer",
              "backbone.net.width=64", "backbone.net.depth=1", "backbone.net.heads=2",
@@ -24,7 +24,7 @@ def text_sweep(tmp_path_factory) -> tuple[Path, list[dict]]:
     result = run_cli(root, "-m", *TINY_TEXT, "pretext=mlm,clm", "downstream=finetune,prompt",
                      "downstream.epochs=1", "downstream.lr=5e-3")
     assert result.returncode == 0, result.stderr[-3000:]
-    return root, read_metrics(root / "outputs")
+    return root, read_runs(root / "outputs")
 
 
 @pytest.mark.slow
@@ -83,6 +83,6 @@ def test_few_shot_prompt_and_transfer_from_a_text_checkpoint(text_sweep, tmp_pat
                      "downstream=prompt", "downstream.few_shot=true", "downstream.epochs=1",
                      "data.labels_per_class=16", "downstream.patterns=['{text}。总之很[MASK]。']")
     assert result.returncode == 0, result.stderr[-3000:]
-    (m,) = read_metrics(tmp_path / "outputs")
+    (m,) = read_runs(tmp_path / "outputs")
     assert m["prompt_few_shot"] and m["n_labels"] == 32 and m["pretext"] == "mlm"
     assert m["pretrain_cache"] == "external" and 0 <= m["score"] <= 1

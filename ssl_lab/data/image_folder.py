@@ -72,16 +72,18 @@ def extract_once(archive: Path, into: Path) -> Path:
 
 class ImageFolderDataModule(InMemoryImageDataModule):
     """Images are converted to L or RGB by ``channels``, centre-cropped to square and resized to
-    ``size``. An unreadable file is skipped and counted (``on_corrupt: skip``) or refused,
-    naming the file (``on_corrupt: error``)."""
+    ``size``. An unreadable file is skipped and counted (``on_corrupt: skip``; the count is
+    ``skipped_images``, recorded in metrics.json) or stops the run, naming the file
+    (``on_corrupt: stop``)."""
 
     def __init__(self, root: str, cache_dir: str, on_corrupt: str = "skip", threads: int = 4,
                  **kwargs) -> None:
         super().__init__(**kwargs)
-        if on_corrupt not in ("skip", "error"):
-            raise SslLabError(f"data.on_corrupt={on_corrupt}: choose skip or error")
+        if on_corrupt not in ("skip", "stop"):
+            raise SslLabError(f"data.on_corrupt={on_corrupt}: choose skip or stop")
         self.root, self.cache_dir = Path(root).expanduser(), Path(cache_dir).expanduser()
         self.on_corrupt, self.threads = on_corrupt, threads
+        self.skipped_images = 0
 
     def _tree(self) -> Path:
         if self.root.is_dir():
@@ -99,7 +101,7 @@ class ImageFolderDataModule(InMemoryImageDataModule):
                                      Image.Resampling.BILINEAR)
                 return np.asarray(image)
         except UNREADABLE as err:
-            if self.on_corrupt == "error":
+            if self.on_corrupt == "stop":
                 raise SslLabError(f"data.root: cannot read image {path}: {err}") from err
             return None
 
@@ -143,6 +145,7 @@ class ImageFolderDataModule(InMemoryImageDataModule):
             arrays = self._read(files)
             with atomic_path(cache) as tmp, tmp.open("wb") as out:
                 np.savez(out, **arrays)
-        if arrays["skipped"]:
+        self.skipped_images = int(arrays["skipped"])
+        if self.skipped_images:
             log.warning("data.root: skipped %d unreadable images under %s", arrays["skipped"], tree)
         return {key: value for key, value in arrays.items() if key != "skipped"}

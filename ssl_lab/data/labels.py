@@ -4,6 +4,8 @@ The subset depends only on the labels and the seed, never on the pretext or down
 every pretext task is compared on exactly the same labelled examples.
 """
 
+import hashlib
+
 import numpy as np
 
 from ssl_lab.errors import SslLabError
@@ -34,3 +36,9 @@ def select_labelled(labels: np.ndarray, labels_per_class: int | None = None,
         take = labels_per_class if labels_per_class is not None else max(1, round(label_fraction * count))
         chosen.append(rng.permutation(members)[:take])
     return np.sort(np.concatenate(chosen))
+
+
+def subset_digest(indices: np.ndarray) -> str:
+    """A short fingerprint of a labelled subset, for metrics.json: runs that share it trained on
+    the same labelled examples."""
+    return hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:12]
