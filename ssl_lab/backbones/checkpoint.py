@@ -29,7 +29,8 @@ def save_backbone(backbone: nn.Module, path: Path, config: dict[str, Any],
     """Write atomically: a reader never sees a half-written file under ``path``. ``extra``:
     more string metadata that must travel with the weights (a text backbone's tokenizer).
     Tensors are copied: safetensors refuses tied weights that share memory (HF LM heads)."""
-    state = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
+    state = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+             for k, v in backbone.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={_CONFIG_KEY: json.dumps(config),
                                              _META_KEY: json.dumps(meta), **(extra or {})})
