@@ -41,8 +41,9 @@ def test_mlm_and_clm_cross_finetune_and_prompt(text_sweep):
             assert m["n_labels"] == 0 and not m["prompt_few_shot"]
             # a causal model reads left to right: "总之很[MASK]。{text}" is skipped
             used = [0, 2] if m["pretext"] == "clm" else [0, 1, 2]
-            assert sorted(k for k in m if k.startswith("test/acc_pattern")) == \
-                [f"test/acc_pattern{i}" for i in used]
+            assert sorted(k for k in m if k.startswith("test/acc_pattern") and
+                          not k.endswith("uncalibrated")) == [f"test/acc_pattern{i}" for i in used]
+            assert m["prompt_calibrated"] and f"test/acc_pattern{used[0]}_uncalibrated" in m
             scores = [m[f"test/acc_pattern{i}"] for i in used]
             assert 0 <= min(scores) and max(scores) <= 1
             assert m["score"] == pytest.approx(sum(scores) / len(used))

@@ -4,7 +4,10 @@ Each text is put into a pattern with one [MASK] (``{text}。总之很[MASK]。``
 verbalizer token (差 / 好); the predicted label is the one whose token the model finds most
 likely at the mask. Zero-shot (the default) uses no labels at all; ``few_shot`` first fine-tunes
 the language model on the patterns with the labelled subset (PET's loss: cross-entropy over the
-verbalizers' scores at the mask; one model for all patterns). A causal model (``pretext=clm``)
+verbalizers' scores at the mask; one model for all patterns). With ``calibrate`` (Zhao et al.
+2021, "Calibrate before use") each verbalizer's log-probability is read relative to its value for
+the pattern around an empty text, which removes the model's prior preference for one of them
+without using any label; the uncalibrated accuracy is reported too. A causal model (``pretext=clm``)
 scores each verbalizer as the next token after the pattern, cut at its [MASK]; it uses only the
 patterns whose [MASK] comes after the text (``prompt_patterns`` in metrics.json lists them).
 """
@@ -101,7 +104,7 @@ class Prompt:
     def __init__(self, name: str, modality: str, patterns: Sequence[str] | None,
                  verbalizers: Sequence[str] | None, few_shot: bool = False, epochs: int = 2,
                  lr: float = 1e-4, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-                 scheduler: Callable[..., Any] | None = None,
+                 scheduler: Callable[..., Any] | None = None, calibrate: bool = True,
                  requires_language_model: bool = True) -> None:
         if not patterns or not verbalizers:
             raise SslLabError("downstream=prompt needs downstream.patterns and "
@@ -113,6 +116,7 @@ class Prompt:
         self.name, self.modality = name, modality
         self.patterns, self.verbalizers = list(patterns), list(verbalizers)
         self.few_shot, self.epochs, self.lr = few_shot, epochs, lr
+        self.calibrate = calibrate
         self.optimizer, self.scheduler = optimizer, scheduler
 
     def _verbalizer_ids(self, tokenizer, num_classes: int) -> list[int]:
@@ -165,11 +169,20 @@ class Prompt:
         for i, pattern in enumerate(self.patterns):  # keys keep the configured numbering
             if pattern not in patterns:
                 continue
-            test = self._dataset(data, *data.texts["test"], causal, [pattern])
+            texts, labels = data.texts["test"]
+            # one more row: the pattern around an empty text, labelled -1 (content-free input)
+            test = self._dataset(data, [*texts, ""], [*labels, -1], causal, [pattern])
             loader = DataLoader(test, batch_size=data.batch_size, collate_fn=data.collate_fn)
             outputs = predictor.predict(module, dataloaders=unrepeated(loader))
             scores, labels = gather_cat(torch.cat([s for s, _ in outputs]),
                                         torch.cat([y for _, y in outputs]))
-            accuracies.append(float((scores.argmax(1) == labels).float().mean()))
+            log_p = scores.log_softmax(1)
+            real = labels >= 0
+            raw = float((log_p[real].argmax(1) == labels[real]).float().mean())
+            calibrated = float(((log_p[real] - log_p[~real][0]).argmax(1) == labels[real])
+                               .float().mean())
+            metrics[f"test/acc_pattern{i}_uncalibrated"] = raw
+            accuracies.append(calibrated if self.calibrate else raw)
             metrics[f"test/acc_pattern{i}"] = accuracies[-1]
-        return {**metrics, "score": sum(accuracies) / len(accuracies), "score_name": "test/acc"}
+        return {**metrics, "prompt_calibrated": self.calibrate,
+                "score": sum(accuracies) / len(accuracies), "score_name": "test/acc"}
