@@ -44,9 +44,17 @@ def _budget(m: dict[str, Any]) -> str:
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (data, backbone, label budget, pretext, downstream): mean, std over seeds, and
     the gain over ``pretext=none`` with the same everything else."""
+    lengths: dict[str, set] = defaultdict(set)
+    for m in runs:
+        lengths[m["pretext"]].add(m.get("pretext_epochs"))
+
+    def pretext(m: dict[str, Any]) -> str:  # pretrainings of several lengths stay apart
+        name = m["pretext"]
+        return name if len(lengths[name]) <= 1 else f"{name} ({m.get('pretext_epochs')} ep)"
+
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for m in runs:
-        groups[(m["data"], m["backbone"], _budget(m), m["pretext"], m["downstream"])].append(m)
+        groups[(m["data"], m["backbone"], _budget(m), pretext(m), m["downstream"])].append(m)
     rows = []
     for (data, backbone, budget, pretext, downstream), members in groups.items():
         scores = [float(m["score"]) for m in members]

@@ -51,3 +51,16 @@ def test_one_label_budget_makes_no_label_efficiency_plot(tmp_path):
     write_report(tmp_path)
     assert (tmp_path / "transfer_matrix.png").exists()
     assert not (tmp_path / "label_efficiency.png").exists()
+
+
+def test_pretrainings_of_different_lengths_get_rows_of_their_own(tmp_path):
+    from ssl_lab.report import collect, summarise
+
+    for name, epochs, score in (("a", 1, 0.5), ("b", 8, 0.7)):
+        _run(tmp_path, name, "mlm", "finetune", score)
+        path = tmp_path / name / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "pretext_epochs": epochs}))
+    _run(tmp_path, "c", "none", "finetune", 0.6)
+    rows = {r["pretext"]: r for r in summarise(collect(tmp_path)[0])}
+    assert set(rows) == {"none", "mlm (1 ep)", "mlm (8 ep)"}
+    assert round(rows["mlm (8 ep)"]["gain"], 3) == 0.1 and rows["mlm (1 ep)"]["seeds"] == 1
