@@ -283,7 +283,8 @@ def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbo
     }
     if data.modality == "text":
         metrics.update(test_overlap_found=data.test_overlap_found,
-                       test_overlap_removed=data.test_overlap_removed)
+                       test_overlap_removed=data.test_overlap_removed,
+                       train_test_overlap_removed=data.train_test_overlap_removed)
     if cfg.backbone.checkpoint is not None:
         meta = load_backbone_weights(backbone, cfg.backbone.checkpoint)
         metrics.update(pretext=meta.get("pretext", "external"), pretext_epochs=meta.get("epochs"),

@@ -92,6 +92,18 @@ def test_a_pretrained_backbones_tokenizer_replaces_the_one_trained_here(tmp_path
     assert len(data.splits["pretrain"]) == len(data.texts["pretrain"][0])
 
 
+def test_test_texts_in_the_official_train_file_are_never_trained_on(tmp_path):
+    data = _module(tmp_path)
+    data.setup()
+    n_train = len(data.texts["train"][0]) + len(data.texts["val"][0])
+    train = [(1, "测试3"), (0, "测试 4"), *((i % 2, f"文本{i}号") for i in range(40))]
+    data = _module(tmp_path, train_file=_write(tmp_path / "train2.tsv", train))
+    data.setup()
+    kept = set(data.texts["train"][0]) | set(data.texts["val"][0])
+    assert data.train_test_overlap_removed == 1 and "测试3" not in kept and "测试 4" in kept
+    assert len(kept) == 41 and n_train == 60
+
+
 def test_labels_per_class_picks_a_stratified_subset_and_batches_lose_common_padding(tmp_path):
     data = _module(tmp_path, labels_per_class=5, seed=3)
     data.setup()

@@ -112,7 +112,7 @@ class InMemoryTextDataModule(InMemoryDataModule):
         self.class_names = list(class_names) if class_names is not None else None
         self.prompt = prompt  # this corpus's patterns and verbalizers, for downstream=prompt
         self.texts: dict[str, Labelled] = {}
-        self.test_overlap_removed = self.test_overlap_found = 0
+        self.test_overlap_removed = self.test_overlap_found = self.train_test_overlap_removed = 0
 
     def load_texts(self) -> dict[str, Any]:
         """``train``: (texts, int labels); ``val``/``test`` likewise if the corpus has official
@@ -133,6 +133,7 @@ class InMemoryTextDataModule(InMemoryDataModule):
         for split in ("test", "val"):
             if split in loaded:
                 self.texts[split] = unique_texts(*loaded[split])
+        self._drop_test_texts_from("train", "val")
         self._check_labels()
         extra = [t for path in self.unlabelled_files for t in read_unlabelled(path)]
         pretraining = self._pretraining_texts([*loaded.get("unlabelled", []), *extra])
@@ -143,6 +144,17 @@ class InMemoryTextDataModule(InMemoryDataModule):
         self.labelled_indices = select_labelled(np.asarray(self.texts["train"][1]),
                                                 self.labels_per_class, self.label_fraction,
                                                 self.seed)
+
+    def _drop_test_texts_from(self, *splits: str) -> None:
+        """Official splits overlap too (308 of ChnSentiCorp's dev texts are also in its train
+        file): a test text is never trained on, with or without its label."""
+        test = {normalise(t) for t in self.texts["test"][0]}
+        self.train_test_overlap_removed = 0
+        for split in splits:
+            texts, labels = self.texts[split]
+            kept = [(t, y) for t, y in zip(texts, labels) if normalise(t) not in test]
+            self.train_test_overlap_removed += len(texts) - len(kept)
+            self.texts[split] = ([t for t, _ in kept], [y for _, y in kept])
 
     def _check_labels(self) -> None:
         found = sorted({y for split in self.texts.values() for y in split[1]})
