@@ -22,7 +22,7 @@ TINY_TEXT = ["logger=none", "monitor.knn=false", "data=reviews_zh", "backbone=tr
 def text_sweep(tmp_path_factory) -> tuple[Path, list[dict]]:
     root = tmp_path_factory.mktemp("text")
     result = run_cli(root, "-m", *TINY_TEXT, "pretext=mlm,clm", "downstream=finetune,prompt",
-                     "downstream.epochs=1", "downstream.lr=5e-3")
+                     "downstream.epochs=3", "downstream.lr=5e-3")
     assert result.returncode == 0, result.stderr[-3000:]
     return root, read_runs(root / "outputs")
 

@@ -170,8 +170,9 @@ class Prompt:
             if pattern not in patterns:
                 continue
             texts, labels = data.texts["test"]
-            # one more row: the pattern around an empty text, labelled -1 (content-free input)
-            test = self._dataset(data, [*texts, ""], [*labels, -1], causal, [pattern])
+            # one more row, first (in the first batch, however few batches are predicted): the
+            # pattern around an empty text, labelled -1 (the content-free input)
+            test = self._dataset(data, ["", *texts], [-1, *labels], causal, [pattern])
             loader = DataLoader(test, batch_size=data.batch_size, collate_fn=data.collate_fn)
             outputs = predictor.predict(module, dataloaders=unrepeated(loader))
             scores, labels = gather_cat(torch.cat([s for s, _ in outputs]),
