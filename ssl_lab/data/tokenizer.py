@@ -69,6 +69,10 @@ class TextTokenizer:
         """Token ids of ``text`` alone: no special tokens added, no truncation."""
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
+    def pieces_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """``pieces`` of many texts at once (the library encodes them in parallel)."""
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """(N, L) token ids, each text wrapped in the special tokens of a single sequence
         ([CLS] ... [SEP]), cut to ``max_length`` and padded to the longest (the loaders trim

@@ -55,7 +55,7 @@ def fill_pattern(tokenizer, texts: Sequence[str], pattern: str,
     if room < 1:
         raise SslLabError(f"downstream.patterns: '{pattern}' leaves no room for the text in "
                           f"{tokenizer.max_length} tokens")
-    rows = [start + head + tokenizer.pieces(text)[:room] + tail + end for text in texts]
+    rows = [start + head + ids[:room] + tail + end for ids in tokenizer.pieces_batch(texts)]
     ids = torch.full((len(rows), max(map(len, rows))), tokenizer.ids["pad"], dtype=torch.long)
     positions = torch.empty(len(rows), dtype=torch.long)
     for i, row in enumerate(rows):
