@@ -74,14 +74,21 @@ def test_kill_9_mid_pretraining_then_the_same_command_resumes_to_the_same_step(
     rerun_and_check_resumed(tmp_path, uninterrupted, from_step=step)
 
 
-@pytest.mark.slow
-def test_sigterm_mid_epoch_saves_last_ckpt_and_the_rerun_resumes_from_it(tmp_path, uninterrupted):
+def signal_into_second_epoch(tmp_path, signum):
+    """Start a resumable run, send ``signum`` once its first last.ckpt exists, and return
+    (that checkpoint's path, stderr) after the run exits with status 1."""
     job = start_cli(tmp_path, *RESUMABLE)
     last = wait_for(LAST, cache_dir(tmp_path), job)
     time.sleep(INTO_THE_EPOCH)
-    job.send_signal(signal.SIGTERM)
+    job.send_signal(signum)
     _, stderr = job.communicate(timeout=300)
     assert job.returncode == 1
+    return last, stderr
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_saves_last_ckpt_and_the_rerun_resumes_from_it(tmp_path, uninterrupted):
+    last, stderr = signal_into_second_epoch(tmp_path, signal.SIGTERM)
     line = one_error_line(stderr)
     assert line.startswith("ssl-lab: stopped: by a signal at pretraining step ")
     assert f"{last} is saved: run the same command again to resume" in line
@@ -95,12 +102,7 @@ def test_sigterm_mid_epoch_saves_last_ckpt_and_the_rerun_resumes_from_it(tmp_pat
 
 @pytest.mark.slow
 def test_sigusr1_outside_slurm_stops_like_sigterm(tmp_path):
-    job = start_cli(tmp_path, *RESUMABLE)
-    last = wait_for(LAST, cache_dir(tmp_path), job)
-    time.sleep(INTO_THE_EPOCH)
-    job.send_signal(signal.SIGUSR1)
-    _, stderr = job.communicate(timeout=300)
-    assert job.returncode == 1
+    last, stderr = signal_into_second_epoch(tmp_path, signal.SIGUSR1)
     assert one_error_line(stderr).startswith("ssl-lab: stopped: by a signal at pretraining step")
     step = saved_step(last)
     assert step > STEPS_PER_EPOCH and step % STEPS_PER_EPOCH != 0
