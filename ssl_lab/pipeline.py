@@ -133,7 +133,7 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
                            instantiate(cfg.pretext.scheduler))
     monitor, callbacks = cfg.monitor, []
     if monitor.knn:  # weights are the same either way, so the cache key ignores the monitor
-        callbacks.append(KNNMonitor(data.labelled_dataset(), data.val_dataloader().dataset,
+        callbacks.append(KNNMonitor(data.labelled_dataset(), data.splits["val"],
                                     data.num_classes, monitor.k, monitor.temperature,
                                     monitor.max_bank))
     snapshots = cfg.pretext.get("snapshot_epochs") or []

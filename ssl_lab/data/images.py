@@ -38,11 +38,12 @@ class InMemoryImageDataModule(InMemoryDataModule):
                  fixed_epoch_length: bool | int = True, augment: nn.Module | None = None,
                  val_fraction: float = 0.1,
                  test_fraction: float = 0.2, split_seed: int = 0, seed: int = 0,
-                 num_workers: int = 0) -> None:
+                 num_workers: int = 0, batch_fetch: bool = True) -> None:
         super().__init__(name, num_classes, modality, batch_size, labels_per_class,
                          label_fraction, fixed_epoch_length, augment, val_fraction,
                          test_fraction, split_seed, seed, num_workers)
         self.channels, self.size = channels, size
+        self.batch_fetch = batch_fetch
 
     def load_arrays(self) -> dict[str, np.ndarray]:
         """``x_train`` (N, H, W) or (N, C, H, W), float in [0, 1] or uint8, and ``y_train``;

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset, TensorDataset
 
+from ssl_lab.data.batch_fetch import BatchFetch, as_batch
 from ssl_lab.errors import SslLabError
 
 UNLABELLED = -1  # the label of pretraining-only examples (``unlabelled`` split)
@@ -55,6 +56,7 @@ class InMemoryDataModule(pl.LightningDataModule):
     (transfer trains on it), ``val`` and ``test``."""
 
     collate_fn: Callable | None = None  # how a list of examples becomes a batch (None: stack)
+    batch_fetch: bool = False  # fetch whole batches by one indexing (needs collate_fn None)
 
     def __init__(self, name: str, num_classes: int, modality: str, batch_size: int = 128,
                  labels_per_class: int | None = None, label_fraction: float | None = None,
@@ -80,8 +82,11 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool = False,
                 sampler: Sampler | None = None) -> DataLoader:
+        collate = self.collate_fn
+        if self.batch_fetch and collate is None:
+            dataset, collate = BatchFetch(dataset), as_batch
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
-                          collate_fn=self.collate_fn, num_workers=self.num_workers,
+                          collate_fn=collate, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
     def unlabelled_dataloader(self) -> DataLoader:
