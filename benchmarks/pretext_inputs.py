@@ -1,22 +1,35 @@
-"""Share of a pretext training step spent making inputs and targets (the corruption).
+"""Making pretext inputs and targets (the corruption), two figures, in one process:
 
-Each task runs full training steps (make_batch + forward + backward + optimiser step) on the same
-batch; make_batch is timed inside the same loop. Usage:
-    python benchmarks/pretext_inputs.py [--batch 128] [--size 32] [--channels 1] [--steps 20]
+1. share: the part of a full training step (make_batch + forward + backward + AdamW step) spent
+   in ``make_batch``, timed inside the same loop: image tasks with small_cnn on batches of 128
+   digits (1x32x32), MLM with the default text transformer on batches of 64 reviews_zh texts.
+2. against the usual way: the same corruption made per example in a ``Dataset.__getitem__`` with
+   PIL / torchvision transforms from uint8 images (as torchvision datasets serve them), batched by
+   a ``DataLoader``, against ``make_batch`` on the in-memory batch; for MLM, against Hugging
+   Face's ``DataCollatorForLanguageModeling`` on the same texts (if transformers is installed).
+
+    python benchmarks/pretext_inputs.py [--steps 15]
 """
 
 import argparse
 import time
 
+import numpy as np
 import torch
+import torchvision.transforms.functional as TF
+from hydra.utils import instantiate
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
-from ssl_lab.backbones.small_cnn import SmallCNN
+from common import config, machine
 from ssl_lab.pretext.inpainting import Inpainting
-from ssl_lab.pretext.jigsaw import JigsawPuzzle
+from ssl_lab.pretext.jigsaw import JigsawPuzzle, permutation_set
 from ssl_lab.pretext.rotation import RotationPrediction
 
+WARMUP = 3
 
-def tasks(feature_dim: int, channels: int) -> dict[str, torch.nn.Module]:
+
+def image_tasks(feature_dim: int, channels: int) -> dict[str, torch.nn.Module]:
     return {
         "rotation": RotationPrediction(feature_dim),
         "jigsaw": JigsawPuzzle(feature_dim, num_permutations=100),
@@ -26,45 +39,139 @@ def tasks(feature_dim: int, channels: int) -> dict[str, torch.nn.Module]:
     }
 
 
-def measure(task: torch.nn.Module, backbone: torch.nn.Module, images: torch.Tensor,
-            steps: int) -> tuple[float, float]:
+def share(task: torch.nn.Module, backbone: torch.nn.Module, batches: list,
+          steps: int) -> tuple[float, float]:
+    """(seconds in make_batch, seconds per full step), means over ``steps`` after warm-up."""
     params = list(backbone.parameters()) + list(task.parameters())
     opt = torch.optim.AdamW(params, lr=1e-3)
     make, total = 0.0, 0.0
-    for step in range(steps + 3):  # 3 warm-up steps
+    for step in range(steps + WARMUP):
+        batch = batches[step % len(batches)]
         start = time.perf_counter()
-        inputs, targets = task.make_batch((images,))
+        inputs, targets = task.make_batch(batch)
         made = time.perf_counter()
         loss = task.loss(task(backbone, inputs), targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         end = time.perf_counter()
-        if step >= 3:
+        if step >= WARMUP:
             make += made - start
             total += end - start
     return make / steps, total / steps
 
 
+class PerExample(Dataset):
+    """The usual way: uint8 images, one PIL image per example, torchvision transforms."""
+
+    def __init__(self, images: np.ndarray, kind: str, mean: float, std: float) -> None:
+        self.images, self.kind, self.mean, self.std = images, kind, mean, std
+        self.permutations = permutation_set(100, 3, 0)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _tensor(self, image: Image.Image) -> torch.Tensor:
+        return TF.normalize(TF.to_tensor(image), [self.mean], [self.std])
+
+    def __getitem__(self, i: int):
+        image = Image.fromarray(self.images[i])
+        if self.kind == "rotation":  # all four rotations of the example
+            return (torch.stack([self._tensor(image.rotate(90 * k)) for k in range(4)]),
+                    torch.arange(4))
+        if self.kind == "jigsaw":  # 3x3 tiles of 8 px at random offsets in 10 px cells
+            offsets = np.random.randint(0, 3, (9, 2))
+            tiles = []
+            for cell, (dy, dx) in enumerate(offsets):
+                top, left = 10 * (cell // 3) + dy, 10 * (cell % 3) + dx
+                tile = TF.to_tensor(image.crop((left, top, left + 8, top + 8)))
+                tiles.append((tile - tile.mean()) / (tile.std() + 1e-5))
+            label = np.random.randint(100)
+            return torch.stack(tiles)[self.permutations[label]], label
+        x = self._tensor(image)  # inpainting, center: the central quarter hidden
+        hidden = torch.zeros_like(x, dtype=torch.bool)
+        hidden[:, 8:24, 8:24] = True
+        return x.masked_fill(hidden, 0.0), x, hidden
+
+
+def per_batch_seconds(make, rounds: int) -> float:
+    times = []
+    for _ in range(rounds + WARMUP):
+        start = time.perf_counter()
+        make()
+        times.append(time.perf_counter() - start)
+    return min(times[WARMUP:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--channels", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=15)
     args = parser.parse_args()
+    print(machine())
+    result = {}
+
+    # 1. share of the step, images
+    data = instantiate(config("data=digits").data)
+    data.setup()
+    loader = data.unlabelled_dataloader()
+    batches = [b for _, b in zip(range(4), loader)]
     torch.manual_seed(0)
-    images = torch.randn(args.batch, args.channels, args.size, args.size)
-    backbone = SmallCNN(args.channels)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"{args.channels}x{args.size}x{args.size}, small_cnn")
-    results = {}
-    for name, task in tasks(backbone.out_dim, args.channels).items():
-        make, total = measure(task, backbone, images, args.steps)
-        results[name] = make / total
+    cfg = config("backbone=small_cnn")
+    print(f"images: batch {data.batch_size} digits 1x32x32, small_cnn; text: batch 64 reviews_zh, "
+          f"transformer defaults")
+    for name, task in image_tasks(128, 1).items():
+        backbone = instantiate(cfg.backbone.net)
+        make, total = share(task, backbone, batches, args.steps)
+        result[f"{name}_share"] = make / total
         print(f"{name:22s} make_batch {1e3 * make:7.2f} ms  step {1e3 * total:8.2f} ms  "
               f"share {100 * make / total:5.2f}%")
-    print("RESULT " + " ".join(f"{k}_share={v:.4f}" for k, v in results.items()))
+
+    # 1. share of the step, MLM
+    text_cfg = config("data=reviews_zh", "backbone=transformer", "pretext=mlm")
+    text = instantiate(text_cfg.data)
+    text.setup()
+    text_batches = [b for _, b in zip(range(4), text.unlabelled_dataloader())]
+    backbone = instantiate(text_cfg.backbone.net)
+    mlm = instantiate(text_cfg.pretext.task, feature_dim=backbone.out_dim,
+                      vocab=text.tokenizer.vocab)
+    make, total = share(mlm, backbone, text_batches, args.steps)
+    result["mlm_share"] = make / total
+    print(f"{'mlm':22s} make_batch {1e3 * make:7.2f} ms  step {1e3 * total:8.2f} ms  "
+          f"share {100 * make / total:5.2f}%")
+
+    # 2. against per-example PIL / torchvision (and HF's collator for MLM)
+    x = data.splits["train"].tensors[0]
+    mean, std = float(data.mean[0]), float(data.std[0])
+    uint8 = ((x[:, 0] * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    tasks = image_tasks(128, 1)
+    print("per batch: per-example DataLoader (PIL) vs batched make_batch")
+    for name in ("rotation", "jigsaw", "inpainting_center"):
+        kind = name.split("_")[0]
+        slow_loader = DataLoader(PerExample(uint8, kind, mean, std), batch_size=data.batch_size,
+                                 shuffle=True)
+        slow = per_batch_seconds(lambda: next(iter(slow_loader)), 5)
+        fast = per_batch_seconds(lambda: tasks[name].make_batch(next(iter(loader))), 5)
+        result[f"{name}_per_example_ratio"] = slow / fast
+        print(f"{name:22s} per-example {1e3 * slow:7.2f} ms  batched (incl. fetch) "
+              f"{1e3 * fast:6.2f} ms  {slow / fast:5.1f}x")
+    try:
+        from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
+    except ImportError:
+        print("transformers not installed: no HF collator comparison")
+    else:
+        tok = text.tokenizer
+        hf = PreTrainedTokenizerFast(tokenizer_object=tok.tokenizer, **{
+            f"{role}_token": token for role, token in tok.roles.items() if token})
+        collator = DataCollatorForLanguageModeling(hf, mlm_probability=0.15)
+        pad = tok.ids["pad"]
+        ids = text_batches[0][0]
+        rows = [{"input_ids": row[row != pad].tolist()} for row in ids]
+        slow = per_batch_seconds(lambda: collator(rows), 10)
+        fast = per_batch_seconds(lambda: mlm.make_batch((ids,)), 10)
+        result["mlm_hf_collator_ratio"] = slow / fast
+        print(f"{'mlm':22s} HF collator {1e3 * slow:7.2f} ms  make_batch {1e3 * fast:6.2f} ms  "
+              f"{slow / fast:5.1f}x")
+    print("RESULT " + " ".join(f"{k}={v:.4f}" for k, v in result.items()))
 
 
 if __name__ == "__main__":
