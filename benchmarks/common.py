@@ -30,42 +30,52 @@ def machine() -> str:
 
 
 class StepClock(pl.Callback):
-    """Times Lightning's training from the start of batch ``warmup`` to the end of the last
-    batch, without the validation loops in between (the hand-written loop has none), and counts
-    the samples (``count(batch)``) trained in that window."""
+    """Lightning's training time, split like ``hand_loop``'s: ``step_seconds`` sums the intervals
+    from one training batch's start to the next one's within an epoch (the step, its callbacks
+    and logging, and fetching the next batch), from batch ``warmup`` on; ``boundary_seconds``
+    sums the intervals that cross an epoch end (one step plus the end-of-epoch work: metrics,
+    loggers, the resume checkpoint), validation loops excluded (the hand loop has none)."""
 
     def __init__(self, warmup: int, count: Callable[[tuple], int]) -> None:
         self.warmup, self.count = warmup, count
-        self.seconds, self.samples, self.steps = 0.0, 0, 0
-        self._since: float | None = None
-
-    def _pause(self) -> None:
-        if self._since is not None:
-            self.seconds += time.perf_counter() - self._since
-            self._since = None
+        self.step_seconds, self.steps, self.samples = 0.0, 0, 0
+        self.boundary_seconds, self.boundaries = 0.0, 0
+        self._last: tuple[float, int, int] | None = None  # start, epoch, samples of a batch
+        self._validating_since, self._validation = 0.0, 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.warmup:
-            self._since = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step > self.warmup:
-            self.samples += self.count(batch)
-            self.steps += 1
+        now = time.perf_counter()
+        if self._last is not None:
+            started, epoch, samples = self._last
+            interval = now - started - self._validation
+            if epoch == trainer.current_epoch:
+                self.step_seconds += interval
+                self.steps += 1
+                self.samples += samples
+            else:
+                self.boundary_seconds += interval
+                self.boundaries += 1
+        self._validation = 0.0
+        if trainer.global_step >= self.warmup:
+            self._last = (now, trainer.current_epoch, self.count(batch))
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        self._pause()
+        self._validating_since = time.perf_counter()
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.global_step > self.warmup:
-            self._since = time.perf_counter()
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        self._pause()
+        self._validation += time.perf_counter() - self._validating_since
 
     @property
     def rate(self) -> float:
-        return self.samples / self.seconds
+        """Samples per second of in-epoch steps."""
+        return self.samples / self.step_seconds
+
+    @property
+    def epoch_end_seconds(self) -> float:
+        """What an epoch end adds to a step, on average."""
+        if not self.boundaries:
+            return 0.0
+        return self.boundary_seconds / self.boundaries - self.step_seconds / self.steps
 
 
 class Batches:
@@ -81,30 +91,28 @@ class Batches:
         return iter(self.batches)
 
 
-def cycle(loader: Iterable) -> Iterator:
-    while True:
-        yield from loader
-
-
 def hand_loop(step: Callable[[tuple], torch.Tensor], params: Iterable[nn.Parameter],
-              optimizer: Callable[..., torch.optim.Optimizer], loader: Iterable, steps: int,
+              optimizer: Callable[..., torch.optim.Optimizer], loader: Iterable, epochs: int,
               warmup: int, count: Callable[[tuple], int]) -> float:
-    """Samples/s of a plain PyTorch loop: batch -> ``step`` (the loss) -> backward -> optimiser
-    step, timed after ``warmup`` steps, over ``loader`` for as many epochs as it takes."""
+    """Samples/s of a plain PyTorch loop (batch -> ``step``, the loss -> backward -> optimiser
+    step) over ``epochs`` passes of ``loader``, timed like ``StepClock.rate``: intervals between
+    the starts of consecutive batches of one epoch, from batch ``warmup`` on."""
     opt = optimizer(list(params))
-    batches = cycle(loader)
-    samples = 0
-    for i in range(warmup + steps):
-        if i == warmup:
-            start = time.perf_counter()
-        batch = next(batches)
-        loss = step(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= warmup:
-            samples += count(batch)
-    return samples / (time.perf_counter() - start)
+    seconds, samples, done = 0.0, 0, 0
+    for _ in range(epochs):
+        last = None
+        for batch in loader:
+            now = time.perf_counter()
+            if last is not None:
+                seconds += now - last[0]
+                samples += last[1]
+            last = (now, count(batch)) if done >= warmup else None
+            loss = step(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            done += 1
+    return samples / seconds
 
 
 def fresh(module: nn.Module) -> nn.Module:

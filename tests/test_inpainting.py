@@ -82,3 +82,20 @@ def test_adversarial_term_is_off_by_default_and_trains_each_player_with_its_own_
     torch.func.functional_call(task.discriminator, frozen, (filled,)).sum().backward()
     assert all(p.grad is None for p in task.discriminator.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in task.head.parameters())
+
+
+@pytest.mark.parametrize("radius", [1.0, 2.0, 2.5, 6.0])
+def test_brush_mask_is_every_pixel_within_the_radius_of_a_point(radius):
+    from ssl_lab.pretext.inpainting import brush_mask
+
+    torch.manual_seed(0)
+    height, width = 20, 27
+    points = torch.rand(16, 5, 2) * torch.tensor([height - 1.0, width - 1.0])
+    points[0, 0] = torch.tensor([0.0, 0.0])  # corners and edges: the brush is cut off there
+    points[1, 0] = torch.tensor([height - 1.0, width - 1.0])
+    points[2, 0] = torch.tensor([0.5, width - 1.0])
+    ys = torch.arange(height).view(1, 1, height, 1).float()
+    xs = torch.arange(width).view(1, 1, 1, width).float()
+    reference = ((ys - points[..., 0, None, None]) ** 2 + (xs - points[..., 1, None, None]) ** 2
+                 <= radius ** 2).any(1, keepdim=True)
+    assert torch.equal(brush_mask(points, radius, height, width), reference)

@@ -19,6 +19,25 @@ from ssl_lab.pretext.task import PretextTask
 MASK_TYPES = ("center", "random_blocks", "irregular")
 
 
+def brush_mask(points: torch.Tensor, radius: float, height: int, width: int) -> torch.Tensor:
+    """(B, 1, H, W) masks, True at every pixel within ``radius`` of one of the (B, P, 2) (row,
+    column) ``points`` of its image. Only the square of pixels around each point can be inside
+    its brush: those are tested (a few dozen per point, not the whole image) and the hits
+    scattered, so the cost does not grow with the image."""
+    batch, device = len(points), points.device
+    reach = torch.arange(-math.ceil(radius), math.ceil(radius) + 2, device=device)
+    corner = points.floor().long()
+    rows = corner[..., 0, None, None] + reach.view(1, 1, -1, 1)  # (B, P, K, 1)
+    cols = corner[..., 1, None, None] + reach.view(1, 1, 1, -1)  # (B, P, 1, K)
+    inside = (((rows.float() - points[..., 0, None, None]) ** 2
+               + (cols.float() - points[..., 1, None, None]) ** 2 <= radius ** 2)
+              & (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width))
+    image = torch.arange(batch, device=device).view(batch, 1, 1, 1) * (height * width)
+    mask = torch.zeros(batch * height * width, dtype=torch.bool, device=device)
+    mask[(image + rows * width + cols)[inside]] = True
+    return mask.view(batch, 1, height, width)
+
+
 def make_masks(kind: str, batch: int, height: int, width: int,
                device: torch.device | str = "cpu") -> torch.Tensor:
     """Boolean masks (B, 1, H, W), True where pixels are hidden. Built with batched tensor ops.
@@ -53,9 +72,7 @@ def make_masks(kind: str, batch: int, height: int, width: int,
         limit = torch.tensor([height - 1, width - 1], device=device, dtype=torch.float32)
         points = torch.minimum((start + torch.cumsum(moves, dim=2)).clamp_min(0), limit)
         points = points.flatten(1, 2)  # (B, strokes*steps, 2), kept inside the image
-        dy = ys.float() - points[..., 0].view(batch, -1, 1, 1)
-        dx = xs.float() - points[..., 1].view(batch, -1, 1, 1)
-        return ((dy ** 2 + dx ** 2) <= radius ** 2).any(dim=1, keepdim=True)
+        return brush_mask(points, radius, height, width)
     raise ValueError(f"unknown mask type {kind!r} (choose from: {', '.join(MASK_TYPES)})")
 
 
