@@ -15,6 +15,7 @@ from torch import nn
 from ssl_lab.cli import CONF_DIR, _quiet_libraries
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+WARMUP = 3  # untimed steps first: the first steps of a process are slow
 
 
 def config(*overrides: str) -> DictConfig:
@@ -113,6 +114,28 @@ def hand_loop(step: Callable[[tuple], torch.Tensor], params: Iterable[nn.Paramet
             opt.step()
             done += 1
     return samples / seconds
+
+
+def share(task: torch.nn.Module, backbone: torch.nn.Module, batches: list,
+          steps: int) -> tuple[float, float]:
+    """(seconds in make_batch, seconds per full step), means over ``steps`` after warm-up."""
+    params = list(backbone.parameters()) + list(task.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    make, total = 0.0, 0.0
+    for step in range(steps + WARMUP):
+        batch = batches[step % len(batches)]
+        start = time.perf_counter()
+        inputs, targets = task.make_batch(batch)
+        made = time.perf_counter()
+        loss = task.loss(task(backbone, inputs), targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        end = time.perf_counter()
+        if step >= WARMUP:
+            make += made - start
+            total += end - start
+    return make / steps, total / steps
 
 
 def fresh(module: nn.Module) -> nn.Module:

@@ -16,7 +16,7 @@ import time
 import torch
 from hydra.utils import instantiate
 
-from common import SHARED_DATA, alternate, config, machine
+from common import SHARED_DATA, alternate, config, machine, share
 
 
 def datasets() -> dict[str, list[str]]:
@@ -40,23 +40,13 @@ def epoch_rate(data, fetch: bool) -> float:
 
 
 def step_seconds(data) -> float:
-    """Seconds of one rotation + small_cnn training step on a batch of this data (for the share)."""
+    """Seconds of one rotation + small_cnn training step on batches of this data (for the share)."""
     cfg = config("backbone=small_cnn", "pretext=rotation", f"data.channels={data.channels}")
     torch.manual_seed(0)
     backbone = instantiate(cfg.backbone.net)
     task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim)
-    opt = torch.optim.AdamW([*backbone.parameters(), *task.parameters()], lr=1e-3)
-    batch = next(iter(data.unlabelled_dataloader()))
-    times = []
-    for _ in range(6):
-        start = time.perf_counter()
-        inputs, targets = task.make_batch(batch)
-        loss = task.loss(task(backbone, inputs), targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - start)
-    return min(times[2:])
+    batches = [b for _, b in zip(range(4), data.unlabelled_dataloader())]
+    return share(task, backbone, batches, 8)[1]
 
 
 def main() -> None:

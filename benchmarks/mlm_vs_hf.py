@@ -18,11 +18,10 @@ from pytorch_lightning.loggers import CSVLogger
 from transformers import (BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling,
                           PreTrainedTokenizerFast)
 
-from common import Batches, StepClock, alternate, config, machine
+from common import WARMUP, Batches, StepClock, alternate, config, machine
 from ssl_lab.pipeline import trainer_factory
 from ssl_lab.pretext.module import PretextModule
 
-WARMUP = 3
 
 
 def main() -> None:

@@ -21,12 +21,11 @@ from hydra.utils import instantiate
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from common import config, machine
+from common import WARMUP, config, machine, share
 from ssl_lab.pretext.inpainting import Inpainting
 from ssl_lab.pretext.jigsaw import JigsawPuzzle, permutation_set
 from ssl_lab.pretext.rotation import RotationPrediction
 
-WARMUP = 3
 
 
 def image_tasks(feature_dim: int, channels: int) -> dict[str, torch.nn.Module]:
@@ -37,28 +36,6 @@ def image_tasks(feature_dim: int, channels: int) -> dict[str, torch.nn.Module]:
         "inpainting_blocks": Inpainting(feature_dim, channels, mask="random_blocks"),
         "inpainting_irregular": Inpainting(feature_dim, channels, mask="irregular"),
     }
-
-
-def share(task: torch.nn.Module, backbone: torch.nn.Module, batches: list,
-          steps: int) -> tuple[float, float]:
-    """(seconds in make_batch, seconds per full step), means over ``steps`` after warm-up."""
-    params = list(backbone.parameters()) + list(task.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-3)
-    make, total = 0.0, 0.0
-    for step in range(steps + WARMUP):
-        batch = batches[step % len(batches)]
-        start = time.perf_counter()
-        inputs, targets = task.make_batch(batch)
-        made = time.perf_counter()
-        loss = task.loss(task(backbone, inputs), targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        end = time.perf_counter()
-        if step >= WARMUP:
-            make += made - start
-            total += end - start
-    return make / steps, total / steps
 
 
 class PerExample(Dataset):
