@@ -30,6 +30,11 @@ def test_incompatible_text_choices_are_refused_naming_both(compose_cfg, override
         check_compatible(compose_cfg(*overrides))
 
 
+def test_few_shot_prompting_trains_the_head_so_random_init_is_allowed(compose_cfg):
+    check_compatible(compose_cfg(*TEXT, "pretext=none", "downstream=prompt",
+                                 "downstream.few_shot=true"))  # the reference for PET's gain
+
+
 def test_prompt_refuses_a_checkpoint_without_a_trained_language_model(compose_cfg, tmp_path):
     path = tmp_path / "backbone.safetensors"
     save_backbone(TextTransformer(30, max_length=8, width=8, depth=1, heads=1), path,
