@@ -1,7 +1,8 @@
 """Watching representations while pretraining runs: a pretext loss that falls says the task is
 being learned, not that the features are getting useful. A kNN accuracy each epoch says that, at
 the cost of one forward pass over a memory bank and the validation images; snapshots of the
-backbone let transfer itself be measured along the way."""
+backbone let transfer itself be measured along the way; for text, a count of the tokens read
+puts pretraining length in the unit the literature uses."""
 
 from collections.abc import Callable, Sequence
 
@@ -67,3 +68,27 @@ class BackboneSnapshots(pl.Callback):
         epoch = trainer.current_epoch + 1
         if epoch in self.epochs and trainer.is_global_zero:
             self.save(epoch)
+
+
+class TokenCounter(pl.Callback):
+    """Counts the tokens pretraining has read (ids that are not ``pad_id``, summed over the
+    processes of a DDP job at each epoch end), so ``total`` is exact with
+    ``trainer.limit_train_batches`` and survives a resume (it is saved in the checkpoint)."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id, self.total, self._epoch = pad_id, 0, 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs,
+                           batch, batch_idx: int) -> None:
+        self._epoch += int((batch[0] != self.pad_id).sum())
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        read = trainer.strategy.reduce(torch.tensor(self._epoch, dtype=torch.float64,
+                                                    device=pl_module.device), reduce_op="sum")
+        self.total, self._epoch = self.total + int(read), 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"total": self.total}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.total = int(state_dict["total"])

@@ -30,7 +30,7 @@ from ssl_lab.data.labels import subset_digest
 from ssl_lab.data.tokenizer import METADATA_KEY as TOKENIZER_KEY
 from ssl_lab.data.tokenizer import load_tokenizer
 from ssl_lab.errors import SslLabError
-from ssl_lab.monitor import BackboneSnapshots, KNNMonitor
+from ssl_lab.monitor import BackboneSnapshots, KNNMonitor, TokenCounter
 from ssl_lab.nonfinite import NonFiniteGuard
 from ssl_lab.pictures import save_picture
 from ssl_lab.pretext.module import PretextModule
@@ -127,14 +127,15 @@ def trainer_factory(cfg: DictConfig, loggers: list, root: Path,
 
 
 def _save_pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
-                     path: Path, epochs: int) -> None:
+                     path: Path, epochs: int, tokens: int | None) -> None:
     """The hand-off file: weights, the config that built them, how they were made, and for text
     the tokenizer whose ids they were trained on."""
     tokenizer = getattr(data, "tokenizer", None)
     save_backbone(backbone, path, OmegaConf.to_container(cfg.backbone.net, resolve=True),
                   {"pretext": cfg.pretext.name, "epochs": epochs, "data": cfg.data.name,
                    "backbone": cfg.backbone.name, "seed": cfg.seed,
-                   "language_model": cfg.pretext.get("language_model")},
+                   "language_model": cfg.pretext.get("language_model"),
+                   **({"tokens": tokens} if tokens is not None else {})},
                   {TOKENIZER_KEY: tokenizer.to_json()} if tokenizer is not None else None)
 
 
@@ -152,11 +153,16 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
         callbacks.append(KNNMonitor(data.labelled_dataset(), data.splits["val"],
                                     data.num_classes, monitor.k, monitor.temperature,
                                     monitor.max_bank))
+    counter = None
+    if getattr(data, "tokenizer", None) is not None:  # text: how much it read, the curve's x
+        counter = TokenCounter(data.tokenizer.ids["pad"])
+        callbacks.append(counter)  # before the snapshots, which read its count
     snapshots = cfg.pretext.get("snapshot_epochs") or []
     kept = resume_dir(cfg) / "snapshots"  # outlives a kill, like the resume point
     if out_dir is not None and snapshots:
         callbacks.append(BackboneSnapshots(snapshots, lambda epoch: _save_pretrained(
-            cfg, backbone, data, kept / f"epoch{epoch}.safetensors", epoch)))
+            cfg, backbone, data, kept / f"epoch{epoch}.safetensors", epoch,
+            getattr(counter, "total", None))))
     guard = NonFiniteGuard(cfg.nonfinite, "pretraining")
     # resumes where an interrupted run of this job stopped, if one did
     trainer, resume = fit_resumably(make_trainer, cfg.pretext.epochs, [*callbacks, guard], module,
@@ -166,6 +172,8 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
              for key, value in resume.logged_metrics(trainer).items()
              if key.startswith("pretrain/")}
     stats["pretext_steps"] = trainer.global_step
+    if counter is not None:
+        stats["pretext_tokens"] = counter.total
     if cfg.nonfinite == "skip":
         stats["pretext_nonfinite_skipped"] = guard.skipped
     resumed = ({} if resume.resumed_from_step is None
@@ -182,7 +190,8 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
         data.tokenizer.save(out_dir)
     if kept.is_dir():
         shutil.copytree(kept, out_dir / "snapshots")
-    _save_pretrained(cfg, backbone, data, out_dir / BACKBONE_FILE, cfg.pretext.epochs)
+    _save_pretrained(cfg, backbone, data, out_dir / BACKBONE_FILE, cfg.pretext.epochs,
+                     getattr(counter, "total", None))
     write_json(out_dir / "pretext_metrics.json", stats)
     with open(out_dir / "pretrain_config.yaml", "w") as f:
         f.write(OmegaConf.to_yaml(OmegaConf.create(pretrain_spec(cfg))))
@@ -304,7 +313,8 @@ def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbo
     if cfg.backbone.checkpoint is not None:
         meta = load_backbone_weights(backbone, cfg.backbone.checkpoint)
         metrics.update(pretext=meta.get("pretext", "external"), pretext_epochs=meta.get("epochs"),
-                       backbone_checkpoint=str(cfg.backbone.checkpoint), pretrain_cache="external")
+                       backbone_checkpoint=str(cfg.backbone.checkpoint), pretrain_cache="external",
+                       **({"pretext_tokens": meta["tokens"]} if "tokens" in meta else {}))
         log.info("loaded backbone weights from %s", cfg.backbone.checkpoint)
     elif cfg.pretext.task is not None:
         log.info("pretext: %s (%d epochs)", cfg.pretext.name, cfg.pretext.epochs)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import read_runs, run_cli
+from ssl_lab.backbones.checkpoint import read_meta
 
 TINY_TEXT = ["logger=none", "monitor.knn=false", "data=reviews_zh", "backbone=transformer",
              "backbone.net.width=64", "backbone.net.depth=1", "backbone.net.heads=2",
@@ -22,6 +23,7 @@ TINY_TEXT = ["logger=none", "monitor.knn=false", "data=reviews_zh", "backbone=tr
 def text_sweep(tmp_path_factory) -> tuple[Path, list[dict]]:
     root = tmp_path_factory.mktemp("text")
     result = run_cli(root, "-m", *TINY_TEXT, "pretext=mlm,clm", "downstream=finetune,prompt",
+                     "+pretext.snapshot_epochs=[1]",
                      "downstream.epochs=3", "downstream.lr=5e-3")
     assert result.returncode == 0, result.stderr[-3000:]
     return root, read_runs(root / "outputs")
@@ -48,6 +50,18 @@ def test_mlm_and_clm_cross_finetune_and_prompt(text_sweep):
             assert 0 <= min(scores) and max(scores) <= 1
             assert m["score"] == pytest.approx(sum(scores) / len(used))
     assert sum(m["pretrain_cache"] == "miss" for m in runs) == 2  # one pretraining per pretext
+
+
+@pytest.mark.slow
+def test_pretraining_counts_the_tokens_it_read_and_snapshots_carry_their_count(text_sweep):
+    _, runs = text_sweep
+    for m in runs:
+        # 30 batches of 64 texts, each cut at 64 tokens; a review is longer than 3 tokens
+        assert 30 * 64 * 3 < m["pretext_tokens"] <= 30 * 64 * 64
+        final = read_meta(Path(m["pretrain_dir"]) / "backbone.safetensors")
+        snapshot = read_meta(Path(m["pretrain_dir"]) / "snapshots" / "epoch1.safetensors")
+        assert final["tokens"] == snapshot["tokens"] == m["pretext_tokens"]  # its one epoch
+        assert final["epochs"] == snapshot["epochs"] == 1
 
 
 def _predict(*args: str) -> subprocess.CompletedProcess:
@@ -87,3 +101,4 @@ def test_few_shot_prompt_and_transfer_from_a_text_checkpoint(text_sweep, tmp_pat
     (m,) = read_runs(tmp_path / "outputs")
     assert m["prompt_few_shot"] and m["n_labels"] == 32 and m["pretext"] == "mlm"
     assert m["pretrain_cache"] == "external" and 0 <= m["score"] <= 1
+    assert m["pretext_tokens"] == mlm["pretext_tokens"]  # carried by the file
