@@ -127,6 +127,16 @@ def test_bert_preset_is_bert_base_shaped_with_warmup_then_linear_decay():
     assert all(Path(f).is_file() for f in files[:2]) and cfg.data.drop_test_overlap
 
 
+def test_zh_all_preset_reads_every_chinese_corpus_and_is_the_measured_pretraining():
+    cfg = preset("mlm_zh_all")
+    files = cfg.data.unlabelled_files
+    assert [Path(f if isinstance(f, str) else f.path).name for f in files] == [
+        "neg.txt", "pos.txt", "data.txt", "zh_online_shopping_10_cats_with_cat.tsv"]
+    assert files[2].format == "tagged" and Path(files[2].path).is_file()
+    assert cfg.data.drop_test_overlap and list(cfg.pretext.snapshot_epochs) == [1, 2, 4]
+    assert cfg.pretext.epochs == 8 and cfg.downstream.backbone_lr_scale == 0.1  # as measured
+
+
 def tiny(*overrides: str) -> list[str]:
     return ["logger=none", "monitor.knn=false", f"paths.data_dir={SHARED}", "downstream.epochs=1",
             "pretext.epochs=1", "+trainer.limit_val_batches=2", *overrides]
