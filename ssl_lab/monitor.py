@@ -80,12 +80,13 @@ class TokenCounter(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs,
                            batch, batch_idx: int) -> None:
-        self._epoch += int((batch[0] != self.pad_id).sum())
+        # stays a tensor on the batch's device: no host sync per step
+        self._epoch = self._epoch + (batch[0] != self.pad_id).sum()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        read = trainer.strategy.reduce(torch.tensor(self._epoch, dtype=torch.float64,
-                                                    device=pl_module.device), reduce_op="sum")
-        self.total, self._epoch = self.total + int(read), 0
+        read = torch.as_tensor(self._epoch, dtype=torch.float64, device=pl_module.device)
+        self.total += int(trainer.strategy.reduce(read, reduce_op="sum"))
+        self._epoch = 0
 
     def state_dict(self) -> dict[str, int]:
         return {"total": self.total}
