@@ -64,9 +64,10 @@ def check_compatible(cfg: DictConfig) -> None:
 def _check_language_model(cfg: DictConfig) -> None:
     """A task that reads the backbone's language-model head needs a backbone whose head was
     trained: by an mlm/clm pretext, a checkpoint of one, or a pretrained Hugging Face model.
-    Few-shot prompting trains the head on its labels, so random init is its reference."""
+    One that trains the head itself (``trains_language_model``: few-shot prompting) may start
+    from random init, its reference."""
     needs = cfg.downstream.get("requires_language_model", False)
-    if not needs or cfg.downstream.get("few_shot", False):
+    if not needs or cfg.downstream.get("trains_language_model", False):
         return
     checkpoint = cfg.backbone.checkpoint
     if checkpoint is not None:

@@ -105,7 +105,8 @@ class Prompt:
                  verbalizers: Sequence[str] | None, few_shot: bool = False, epochs: int = 2,
                  lr: float = 1e-4, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., Any] | None = None, calibrate: bool = True,
-                 requires_language_model: bool = True) -> None:
+                 requires_language_model: bool = True,
+                 trains_language_model: bool = False) -> None:
         if not patterns or not verbalizers:
             raise SslLabError("downstream=prompt needs downstream.patterns and "
                               "downstream.verbalizers (this dataset's config sets none)")
