@@ -1,6 +1,6 @@
 """SmallCNN training throughput with and without channels-last memory format, same process.
 
-    python benchmarks/channels_last.py [--batch 512] [--size 32] [--steps 8]
+python benchmarks/channels_last.py [--batch 512] [--size 32] [--steps 8]
 """
 
 import argparse
@@ -48,12 +48,15 @@ def main() -> None:
     for _ in range(2):  # alternate, twice, so drift on a shared machine hits both sides
         for layout in ("contiguous", "channels_last"):
             rates.setdefault(layout, []).append(
-                images_per_second(layout == "channels_last", args.batch, args.size, args.steps))
+                images_per_second(layout == "channels_last", args.batch, args.size, args.steps)
+            )
     best = {k: max(v) for k, v in rates.items()}
     for layout, rate in best.items():
         print(f"{layout:14s} {rate:8.0f} images/s (best of {len(rates[layout])})")
-    print(f"RESULT contiguous_ips={best['contiguous']:.0f} channels_last_ips="
-          f"{best['channels_last']:.0f} speedup={best['channels_last'] / best['contiguous']:.2f}")
+    print(
+        f"RESULT contiguous_ips={best['contiguous']:.0f} channels_last_ips="
+        f"{best['channels_last']:.0f} speedup={best['channels_last'] / best['contiguous']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,10 @@ def config(*overrides: str) -> DictConfig:
 
 
 def machine() -> str:
-    return (f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-            f"{'cuda ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}")
+    return (
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{'cuda ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}"
+    )
 
 
 class StepClock(pl.Callback):
@@ -92,9 +94,15 @@ class Batches:
         return iter(self.batches)
 
 
-def hand_loop(step: Callable[[tuple], torch.Tensor], params: Iterable[nn.Parameter],
-              optimizer: Callable[..., torch.optim.Optimizer], loader: Iterable, epochs: int,
-              warmup: int, count: Callable[[tuple], int]) -> float:
+def hand_loop(
+    step: Callable[[tuple], torch.Tensor],
+    params: Iterable[nn.Parameter],
+    optimizer: Callable[..., torch.optim.Optimizer],
+    loader: Iterable,
+    epochs: int,
+    warmup: int,
+    count: Callable[[tuple], int],
+) -> float:
     """Samples/s of a plain PyTorch loop (batch -> ``step``, the loss -> backward -> optimiser
     step) over ``epochs`` passes of ``loader``, timed like ``StepClock.rate``: intervals between
     the starts of consecutive batches of one epoch, from batch ``warmup`` on."""
@@ -116,8 +124,9 @@ def hand_loop(step: Callable[[tuple], torch.Tensor], params: Iterable[nn.Paramet
     return samples / seconds
 
 
-def share(task: torch.nn.Module, backbone: torch.nn.Module, batches: list,
-          steps: int) -> tuple[float, float]:
+def share(
+    task: torch.nn.Module, backbone: torch.nn.Module, batches: list, steps: int
+) -> tuple[float, float]:
     """(seconds in make_batch, seconds per full step), means over ``steps`` after warm-up."""
     params = list(backbone.parameters()) + list(task.parameters())
     opt = torch.optim.AdamW(params, lr=1e-3)

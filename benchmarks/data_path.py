@@ -14,9 +14,8 @@ import argparse
 import time
 
 import torch
-from hydra.utils import instantiate
-
 from common import SHARED_DATA, alternate, config, machine, share
+from hydra.utils import instantiate
 
 
 def datasets() -> dict[str, list[str]]:
@@ -59,16 +58,25 @@ def main() -> None:
         data = instantiate(config(*overrides).data)
         data.setup()
         n = len(data.unlabelled_dataloader().dataset)
-        print(f"{name}: {n} pretraining images {tuple(data.splits['train'].tensors[0].shape[1:])},"
-              f" batch {data.batch_size}")
-        best = alternate(args.rounds, {"per-example (images/s)": lambda: epoch_rate(data, False),
-                                       "batch_fetch (images/s)": lambda: epoch_rate(data, True)})
+        print(
+            f"{name}: {n} pretraining images {tuple(data.splits['train'].tensors[0].shape[1:])},"
+            f" batch {data.batch_size}"
+        )
+        best = alternate(
+            args.rounds,
+            {
+                "per-example (images/s)": lambda: epoch_rate(data, False),
+                "batch_fetch (images/s)": lambda: epoch_rate(data, True),
+            },
+        )
         slow, fast = best["per-example (images/s)"], best["batch_fetch (images/s)"]
         step = step_seconds(data)
         per_batch = {k: data.batch_size / v for k, v in (("slow", slow), ("fast", fast))}
-        print(f"{name}: speedup {fast / slow:.1f}x; per batch {1e3 * per_batch['slow']:.2f} ms vs "
-              f"{1e3 * per_batch['fast']:.2f} ms, against a {1e3 * step:.0f} ms rotation step: "
-              f"{100 * per_batch['slow'] / step:.1f}% vs {100 * per_batch['fast'] / step:.2f}%")
+        print(
+            f"{name}: speedup {fast / slow:.1f}x; per batch {1e3 * per_batch['slow']:.2f} ms vs "
+            f"{1e3 * per_batch['fast']:.2f} ms, against a {1e3 * step:.0f} ms rotation step: "
+            f"{100 * per_batch['slow'] / step:.1f}% vs {100 * per_batch['fast'] / step:.2f}%"
+        )
         result[f"{name}_speedup"] = fast / slow
         result[f"{name}_share_per_example"] = per_batch["slow"] / step
         result[f"{name}_share_batch_fetch"] = per_batch["fast"] / step

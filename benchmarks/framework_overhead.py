@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 import torch
+from common import StepClock, alternate, config, fresh, hand_loop, machine
 from hydra.utils import instantiate
 from pytorch_lightning.loggers import CSVLogger
 
-from common import StepClock, alternate, config, fresh, hand_loop, machine
 from ssl_lab.pipeline import pretrain, trainer_factory
 
 # backbone -> (batch size, training batches per epoch, epochs, warm-up steps)
@@ -46,9 +46,16 @@ def main() -> None:
     for name in args.backbones:
         batch, batches, epochs, warmup = SETTINGS[name]
         tmp = Path(tempfile.mkdtemp(prefix="ssl_lab_bench_"))
-        overrides = ["data=digits", f"backbone={name}", "pretext=rotation", "seed=0",
-                     f"data.batch_size={batch}", f"pretext.epochs={epochs}",
-                     f"paths.output_dir={tmp}", f"paths.run_dir={tmp}/run"]
+        overrides = [
+            "data=digits",
+            f"backbone={name}",
+            "pretext=rotation",
+            "seed=0",
+            f"data.batch_size={batch}",
+            f"pretext.epochs={epochs}",
+            f"paths.output_dir={tmp}",
+            f"paths.run_dir={tmp}/run",
+        ]
         if batches:
             overrides += [f"+trainer.limit_train_batches={batches}"]
         cfg = config(*overrides)
@@ -60,8 +67,10 @@ def main() -> None:
         torch.manual_seed(0)
         backbone0 = instantiate(cfg.backbone.net)
         task0 = instantiate(cfg.pretext.task, feature_dim=backbone0.out_dim)
-        print(f"{name}: batch {batch} digits 1x32x32 (x4 rotations), {epochs} epochs of "
-              f"{per_epoch} batches, {steps} timed steps after {warmup}")
+        print(
+            f"{name}: batch {batch} digits 1x32x32 (x4 rotations), {epochs} epochs of "
+            f"{per_epoch} batches, {steps} timed steps after {warmup}"
+        )
         phase: dict[str, float] = {}
         epoch_end: dict[str, float] = {}
 
@@ -72,11 +81,13 @@ def main() -> None:
             make_trainer = trainer_factory(run, loggers, tmp / "lightning", (clock,))
             started = time.perf_counter()
             pretrain(run, fresh(backbone0), data, make_trainer, tmp / f"out{time.monotonic_ns()}")
-            phase["framework"] = min(phase.get("framework", math.inf),
-                                     time.perf_counter() - started)
+            phase["framework"] = min(
+                phase.get("framework", math.inf), time.perf_counter() - started
+            )
             assert clock.steps == steps - epochs, (clock.steps, steps)  # in-epoch intervals
-            epoch_end["framework"] = min(epoch_end.get("framework", math.inf),
-                                         clock.epoch_end_seconds)
+            epoch_end["framework"] = min(
+                epoch_end.get("framework", math.inf), clock.epoch_end_seconds
+            )
             return clock.rate
 
         def hand() -> float:
@@ -89,20 +100,29 @@ def main() -> None:
 
             optimizer = instantiate(cfg.pretext.optimizer)
             started = time.perf_counter()
-            rate = hand_loop(step, [*backbone.parameters(), *task.parameters()],
-                             lambda p: optimizer(p, lr=cfg.pretext.lr),
-                             _limited(loader, per_epoch), epochs, warmup, images)
+            rate = hand_loop(
+                step,
+                [*backbone.parameters(), *task.parameters()],
+                lambda p: optimizer(p, lr=cfg.pretext.lr),
+                _limited(loader, per_epoch),
+                epochs,
+                warmup,
+                images,
+            )
             phase["hand"] = min(phase.get("hand", math.inf), time.perf_counter() - started)
             return rate
 
-        best = alternate(args.rounds, {"ssl-lab (images/s)": framework,
-                                       "hand-written (images/s)": hand})
+        best = alternate(
+            args.rounds, {"ssl-lab (images/s)": framework, "hand-written (images/s)": hand}
+        )
         ratio = best["ssl-lab (images/s)"] / best["hand-written (images/s)"]
         hand_all = phase["hand"]  # warm-up included, as in pretrain()
-        print(f"{name}: steps ratio {ratio:.3f}; an epoch end adds "
-              f"{epoch_end['framework']:.2f} s; whole pretrain() {phase['framework']:.1f} s "
-              f"vs hand loop {hand_all:.1f} s for the same steps (ratio "
-              f"{hand_all / phase['framework']:.3f})")
+        print(
+            f"{name}: steps ratio {ratio:.3f}; an epoch end adds "
+            f"{epoch_end['framework']:.2f} s; whole pretrain() {phase['framework']:.1f} s "
+            f"vs hand loop {hand_all:.1f} s for the same steps (ratio "
+            f"{hand_all / phase['framework']:.3f})"
+        )
         result[f"{name}_steps"] = ratio
         result[f"{name}_epoch_end_s"] = epoch_end["framework"]
         result[f"{name}_phase"] = hand_all / phase["framework"]
@@ -112,12 +132,14 @@ def main() -> None:
 def _limited(loader, batches: int):
     """The first ``batches`` batches of each pass over ``loader`` (Lightning's
     ``limit_train_batches``)."""
+
     class Limited:
         def __iter__(self):
             for i, batch in enumerate(loader):
                 if i == batches:
                     return
                 yield batch
+
     return Limited()
 
 

@@ -15,13 +15,15 @@ import time
 from pathlib import Path
 
 import torch
+from common import alternate, config, fresh, machine
 from hydra.utils import instantiate
 
-from common import alternate, config, fresh, machine
 from ssl_lab.pipeline import trainer_factory
 
-SIDES = {"extract once": ["downstream=linear_probe"],
-         "every epoch": ["downstream=finetune", "downstream.freeze=frozen"]}
+SIDES = {
+    "extract once": ["downstream=linear_probe"],
+    "every epoch": ["downstream=finetune", "downstream.freeze=frozen"],
+}
 
 
 def main() -> None:
@@ -34,9 +36,16 @@ def main() -> None:
     result = {}
     for name in args.backbones:
         tmp = Path(tempfile.mkdtemp(prefix="ssl_lab_bench_"))
-        common = ["data=digits", f"backbone={name}", "pretext=none", "data.labels_per_class=50",
-                  f"downstream.epochs={args.epochs}", "downstream.lr=2e-3",
-                  f"paths.output_dir={tmp}", f"paths.run_dir={tmp}/run"]
+        common = [
+            "data=digits",
+            f"backbone={name}",
+            "pretext=none",
+            "data.labels_per_class=50",
+            f"downstream.epochs={args.epochs}",
+            "downstream.lr=2e-3",
+            f"paths.output_dir={tmp}",
+            f"paths.run_dir={tmp}/run",
+        ]
         cfgs = {side: config(*common, *extra) for side, extra in SIDES.items()}
         data = instantiate(cfgs["extract once"].data)
         data.setup()
@@ -50,19 +59,25 @@ def main() -> None:
                 torch.manual_seed(0)
                 started = time.perf_counter()
                 metrics = instantiate(cfg.downstream).evaluate(
-                    fresh(backbone0), data, trainer_factory(cfg, [], tmp / "lightning"))
+                    fresh(backbone0), data, trainer_factory(cfg, [], tmp / "lightning")
+                )
                 seconds = time.perf_counter() - started
                 scores[side] = metrics["score"]
                 return 1 / seconds  # alternate() keeps the best: the shortest time
+
             return seconds_inverse
 
-        print(f"{name}: digits, {data.n_labels} labels, {args.epochs} epochs of "
-              f"{len(data.train_dataloader().sampler)} examples (runs/s)")
+        print(
+            f"{name}: digits, {data.n_labels} labels, {args.epochs} epochs of "
+            f"{len(data.train_dataloader().sampler)} examples (runs/s)"
+        )
         best = alternate(args.rounds, {side: measure(side) for side in SIDES})
         once, every = 1 / best["extract once"], 1 / best["every epoch"]
-        print(f"{name}: extract once {once:.1f} s (test acc {scores['extract once']:.3f}), "
-              f"every epoch {every:.1f} s (test acc {scores['every epoch']:.3f}): "
-              f"{every / once:.2f}x")
+        print(
+            f"{name}: extract once {once:.1f} s (test acc {scores['extract once']:.3f}), "
+            f"every epoch {every:.1f} s (test acc {scores['every epoch']:.3f}): "
+            f"{every / once:.2f}x"
+        )
         result[f"{name}_speedup"] = every / once
     print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in result.items()))
 

@@ -17,15 +17,14 @@ import time
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
+from common import WARMUP, config, machine, share
 from hydra.utils import instantiate
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from common import WARMUP, config, machine, share
 from ssl_lab.pretext.inpainting import Inpainting
 from ssl_lab.pretext.jigsaw import JigsawPuzzle, permutation_set
 from ssl_lab.pretext.rotation import RotationPrediction
-
 
 
 def image_tasks(feature_dim: int, channels: int) -> dict[str, torch.nn.Module]:
@@ -54,8 +53,10 @@ class PerExample(Dataset):
     def __getitem__(self, i: int):
         image = Image.fromarray(self.images[i])
         if self.kind == "rotation":  # all four rotations of the example
-            return (torch.stack([self._tensor(image.rotate(90 * k)) for k in range(4)]),
-                    torch.arange(4))
+            return (
+                torch.stack([self._tensor(image.rotate(90 * k)) for k in range(4)]),
+                torch.arange(4),
+            )
         if self.kind == "jigsaw":  # 3x3 tiles of 8 px at random offsets in 10 px cells
             offsets = np.random.randint(0, 3, (9, 2))
             tiles = []
@@ -94,14 +95,18 @@ def main() -> None:
     batches = [b for _, b in zip(range(4), loader)]
     torch.manual_seed(0)
     cfg = config("backbone=small_cnn")
-    print(f"images: batch {data.batch_size} digits 1x32x32, small_cnn; text: batch 64 reviews_zh, "
-          f"transformer defaults")
+    print(
+        f"images: batch {data.batch_size} digits 1x32x32, small_cnn; text: batch 64 reviews_zh, "
+        f"transformer defaults"
+    )
     for name, task in image_tasks(128, 1).items():
         backbone = instantiate(cfg.backbone.net)
         make, total = share(task, backbone, batches, args.steps)
         result[f"{name}_share"] = make / total
-        print(f"{name:22s} make_batch {1e3 * make:7.2f} ms  step {1e3 * total:8.2f} ms  "
-              f"share {100 * make / total:5.2f}%")
+        print(
+            f"{name:22s} make_batch {1e3 * make:7.2f} ms  step {1e3 * total:8.2f} ms  "
+            f"share {100 * make / total:5.2f}%"
+        )
 
     # 1. share of the step, MLM
     text_cfg = config("data=reviews_zh", "backbone=transformer", "pretext=mlm")
@@ -109,12 +114,15 @@ def main() -> None:
     text.setup()
     text_batches = [b for _, b in zip(range(4), text.unlabelled_dataloader())]
     backbone = instantiate(text_cfg.backbone.net)
-    mlm = instantiate(text_cfg.pretext.task, feature_dim=backbone.out_dim,
-                      vocab=text.tokenizer.vocab)
+    mlm = instantiate(
+        text_cfg.pretext.task, feature_dim=backbone.out_dim, vocab=text.tokenizer.vocab
+    )
     make, total = share(mlm, backbone, text_batches, args.steps)
     result["mlm_share"] = make / total
-    print(f"{'mlm':22s} make_batch {1e3 * make:7.2f} ms  step {1e3 * total:8.2f} ms  "
-          f"share {100 * make / total:5.2f}%")
+    print(
+        f"{'mlm':22s} make_batch {1e3 * make:7.2f} ms  step {1e3 * total:8.2f} ms  "
+        f"share {100 * make / total:5.2f}%"
+    )
 
     # 2. against per-example PIL / torchvision (and HF's collator for MLM)
     x = data.splits["train"].tensors[0]
@@ -124,21 +132,26 @@ def main() -> None:
     print("per batch: per-example DataLoader (PIL) vs batched make_batch")
     for name in ("rotation", "jigsaw", "inpainting_center"):
         kind = name.split("_")[0]
-        slow_loader = DataLoader(PerExample(uint8, kind, mean, std), batch_size=data.batch_size,
-                                 shuffle=True)
+        slow_loader = DataLoader(
+            PerExample(uint8, kind, mean, std), batch_size=data.batch_size, shuffle=True
+        )
         slow = per_batch_seconds(lambda: next(iter(slow_loader)), 5)
         fast = per_batch_seconds(lambda: tasks[name].make_batch(next(iter(loader))), 5)
         result[f"{name}_per_example_ratio"] = slow / fast
-        print(f"{name:22s} per-example {1e3 * slow:7.2f} ms  batched (incl. fetch) "
-              f"{1e3 * fast:6.2f} ms  {slow / fast:5.1f}x")
+        print(
+            f"{name:22s} per-example {1e3 * slow:7.2f} ms  batched (incl. fetch) "
+            f"{1e3 * fast:6.2f} ms  {slow / fast:5.1f}x"
+        )
     try:
         from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
     except ImportError:
         print("transformers not installed: no HF collator comparison")
     else:
         tok = text.tokenizer
-        hf = PreTrainedTokenizerFast(tokenizer_object=tok.tokenizer, **{
-            f"{role}_token": token for role, token in tok.roles.items() if token})
+        hf = PreTrainedTokenizerFast(
+            tokenizer_object=tok.tokenizer,
+            **{f"{role}_token": token for role, token in tok.roles.items() if token},
+        )
         collator = DataCollatorForLanguageModeling(hf, mlm_probability=0.15)
         pad = tok.ids["pad"]
         ids = text_batches[0][0]
@@ -146,8 +159,10 @@ def main() -> None:
         slow = per_batch_seconds(lambda: collator(rows), 10)
         fast = per_batch_seconds(lambda: mlm.make_batch((ids,)), 10)
         result["mlm_hf_collator_ratio"] = slow / fast
-        print(f"{'mlm':22s} HF collator {1e3 * slow:7.2f} ms  make_batch {1e3 * fast:6.2f} ms  "
-              f"{slow / fast:5.1f}x")
+        print(
+            f"{'mlm':22s} HF collator {1e3 * slow:7.2f} ms  make_batch {1e3 * fast:6.2f} ms  "
+            f"{slow / fast:5.1f}x"
+        )
     print("RESULT " + " ".join(f"{k}={v:.4f}" for k, v in result.items()))
 
 

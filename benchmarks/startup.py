@@ -26,9 +26,12 @@ from ssl_lab.cli import main
 main()
 """
 
-IMPORTS = {"torch": "import torch", "pytorch_lightning + torchmetrics":
-           "import pytorch_lightning, torchmetrics", "ssl_lab.pipeline": "import ssl_lab.pipeline",
-           "ssl_lab.cli (what --cfg job imports)": "import ssl_lab.cli"}
+IMPORTS = {
+    "torch": "import torch",
+    "pytorch_lightning + torchmetrics": "import pytorch_lightning, torchmetrics",
+    "ssl_lab.pipeline": "import ssl_lab.pipeline",
+    "ssl_lab.cli (what --cfg job imports)": "import ssl_lab.cli",
+}
 
 
 def wall(command: list[str]) -> tuple[float, str]:
@@ -44,8 +47,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="ssl_lab_bench_")
-    run = ["logger=none", "paths.cache_dir=null", f"paths.output_dir={tmp}",
-           f"hydra.run.dir={tmp}/run"]
+    run = [
+        "logger=none",
+        "paths.cache_dir=null",
+        f"paths.output_dir={tmp}",
+        f"hydra.run.dir={tmp}/run",
+    ]
     best: dict[str, float] = {}
 
     def keep(name: str, seconds: float) -> None:
@@ -60,15 +67,24 @@ def main() -> None:
         keep("python (nothing imported)", wall([sys.executable, "-c", "pass"])[0])
         for name, statement in IMPORTS.items():
             keep(f"import {name}", wall([sys.executable, "-c", statement])[0])
-    modules = subprocess.run([sys.executable, "-c", "import sys, ssl_lab.cli; print("
-                              "'torch' in sys.modules, 'pytorch_lightning' in sys.modules)"],
-                             capture_output=True, text=True).stdout.split()
+    modules = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, ssl_lab.cli; print("
+            "'torch' in sys.modules, 'pytorch_lightning' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     for name, seconds in best.items():
         print(f"{name:45s} {seconds:6.2f} s")
     print(f"--cfg job imports torch: {modules[0]}, pytorch_lightning: {modules[1]}")
-    print(f"RESULT cfg_job_s={best['ssl-lab --cfg job']:.2f} "
-          f"first_step_s={best['ssl-lab to first training step']:.2f} "
-          f"import_pipeline_s={best['import ssl_lab.pipeline']:.2f}")
+    print(
+        f"RESULT cfg_job_s={best['ssl-lab --cfg job']:.2f} "
+        f"first_step_s={best['ssl-lab to first training step']:.2f} "
+        f"import_pipeline_s={best['import ssl_lab.pipeline']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -41,29 +41,47 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=2)
     args = parser.parse_args()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            "data=reviews_zh", "backbone=transformer", "pretext=mlm",
-            f"backbone.net.width={args.width}", f"backbone.net.depth={args.depth}"])
+        cfg = compose(
+            "config",
+            overrides=[
+                "data=reviews_zh",
+                "backbone=transformer",
+                "pretext=mlm",
+                f"backbone.net.width={args.width}",
+                f"backbone.net.depth={args.depth}",
+            ],
+        )
     data = instantiate(cfg.data)
     data.setup()
-    loaders = {"grouped": data.unlabelled_dataloader(),
-               "plain": DataLoader(data.splits["pretrain"], batch_size=data.batch_size,
-                                   shuffle=True, collate_fn=data.collate_fn)}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, width {args.width}, "
-          f"depth {args.depth}, batch {data.batch_size}")
+    loaders = {
+        "grouped": data.unlabelled_dataloader(),
+        "plain": DataLoader(
+            data.splits["pretrain"],
+            batch_size=data.batch_size,
+            shuffle=True,
+            collate_fn=data.collate_fn,
+        ),
+    }
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, width {args.width}, "
+        f"depth {args.depth}, batch {data.batch_size}"
+    )
     rates: dict[str, list[float]] = {}
     for _ in range(2):  # alternate, twice, so drift on a shared machine hits both sides
         for name, loader in loaders.items():
             torch.manual_seed(0)
             backbone = instantiate(cfg.backbone.net)
-            task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim,
-                               vocab=data.tokenizer.vocab)
+            task = instantiate(
+                cfg.pretext.task, feature_dim=backbone.out_dim, vocab=data.tokenizer.vocab
+            )
             rate, width = tokens_per_second(loader, backbone, task, args.steps)
             rates.setdefault(name, []).append(rate)
             print(f"{name:8s} {rate:8.0f} tokens/s, mean batch width {width:.0f}")
     best = {k: max(v) for k, v in rates.items()}
-    print(f"RESULT plain_tps={best['plain']:.0f} grouped_tps={best['grouped']:.0f} "
-          f"speedup={best['grouped'] / best['plain']:.2f}")
+    print(
+        f"RESULT plain_tps={best['plain']:.0f} grouped_tps={best['grouped']:.0f} "
+        f"speedup={best['grouped'] / best['plain']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -14,21 +14,38 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 # Settings that change what a run shows or which examples keep labels, not the pretrained weights.
-_DATA_KEYS_IGNORED = {"labels_per_class", "label_fraction", "fixed_epoch_length", "num_workers",
-                      "seed", "augment", "prompt"}
-_TRAINER_KEYS_IGNORED = {"enable_checkpointing", "enable_progress_bar", "enable_model_summary",
-                         "log_every_n_steps"}
+_DATA_KEYS_IGNORED = {
+    "labels_per_class",
+    "label_fraction",
+    "fixed_epoch_length",
+    "num_workers",
+    "seed",
+    "augment",
+    "prompt",
+}
+_TRAINER_KEYS_IGNORED = {
+    "enable_checkpointing",
+    "enable_progress_bar",
+    "enable_model_summary",
+    "log_every_n_steps",
+}
 
 
 def pretrain_spec(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config that determines the pretrained weights."""
-    def plain(node: DictConfig, ignored: set[str] = frozenset()) -> dict[str, Any]:
-        return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()
-                if k not in ignored}
 
-    spec = {"data": plain(cfg.data, _DATA_KEYS_IGNORED), "backbone": plain(cfg.backbone.net),
-            "pretext": plain(cfg.pretext), "trainer": plain(cfg.trainer, _TRAINER_KEYS_IGNORED),
-            "seed": cfg.seed}
+    def plain(node: DictConfig, ignored: set[str] = frozenset()) -> dict[str, Any]:
+        return {
+            k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in ignored
+        }
+
+    spec = {
+        "data": plain(cfg.data, _DATA_KEYS_IGNORED),
+        "backbone": plain(cfg.backbone.net),
+        "pretext": plain(cfg.pretext),
+        "trainer": plain(cfg.trainer, _TRAINER_KEYS_IGNORED),
+        "seed": cfg.seed,
+    }
     # nonfinite=skip can change the weights; a run that stops at a NaN makes no entry at all, so
     # the default leaves the key (and every existing entry) as it was
     if cfg.nonfinite != "stop":

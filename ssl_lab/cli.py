@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ssl_lab.errors import SslLabError, user_error
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def _sweep_group() -> str:
@@ -55,8 +55,12 @@ OmegaConf.register_new_resolver("package_file", _package_file, replace=True)
 
 # Lightning advice that does not apply to small in-memory datasets, and a torch 2.14 deprecation
 # inside Lightning that users cannot act on.
-_QUIET = [r".*does not have many workers.*", r".*LeafSpec.*",
-          r".*smaller than the logging interval.*", r".*`isinstance\(treespec, LeafSpec\)`.*"]
+_QUIET = [
+    r".*does not have many workers.*",
+    r".*LeafSpec.*",
+    r".*smaller than the logging interval.*",
+    r".*`isinstance\(treespec, LeafSpec\)`.*",
+]
 
 
 def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
@@ -71,8 +75,9 @@ def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
         group, value = match[1], match[2]
         if re.search(r"[()\[\]{}$]", value):
             continue  # sweep functions and interpolations: Hydra checks those itself
-        options = sorted(p.stem for p in (conf_dir / group).glob("*.yaml")
-                         if not p.stem.startswith("_"))  # _common.yaml: shared, not a choice
+        options = sorted(
+            p.stem for p in (conf_dir / group).glob("*.yaml") if not p.stem.startswith("_")
+        )  # _common.yaml: shared, not a choice
         for choice in value.split(","):
             if choice not in options and choice != "null":
                 raise SslLabError(f"unknown {group} '{choice}' (choose from: {', '.join(options)})")
@@ -81,8 +86,12 @@ def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
 def _quiet_libraries() -> None:
     for pattern in _QUIET:
         warnings.filterwarnings("ignore", message=pattern)
-    for name in ("pytorch_lightning", "pytorch_lightning.utilities.rank_zero", "lightning_fabric",
-                 "lightning_fabric.utilities.rank_zero"):
+    for name in (
+        "pytorch_lightning",
+        "pytorch_lightning.utilities.rank_zero",
+        "lightning_fabric",
+        "lightning_fabric.utilities.rank_zero",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -149,8 +158,10 @@ def report() -> None:
         _fail(SslLabError(f"no such directory: {args.directory}"))
     text, incomplete = write_report(args.directory)
     print(text, end="")
-    print(f"wrote {args.directory}/report.{{csv,md,html}} and plots"
-          + (f"; {len(incomplete)} incomplete run(s) listed" if incomplete else ""))
+    print(
+        f"wrote {args.directory}/report.{{csv,md,html}} and plots"
+        + (f"; {len(incomplete)} incomplete run(s) listed" if incomplete else "")
+    )
 
 
 def predict() -> None:
@@ -163,8 +174,12 @@ def predict() -> None:
     parser.add_argument("texts", nargs="+", metavar="TEXT")
     parser.add_argument("--top-k", type=int, default=5, help="candidates per [MASK]")
     parser.add_argument("--max-new-tokens", type=int, default=20, help="causal LM: tokens to add")
-    parser.add_argument("--temperature", type=float, default=0.0,
-                        help="causal LM: 0 = greedy, above 0 = sample at this temperature")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="causal LM: 0 = greedy, above 0 = sample at this temperature",
+    )
     parser.add_argument("--seed", type=int, default=0, help="causal LM: seed for sampling")
     args = parser.parse_args()
     import torch
@@ -174,18 +189,26 @@ def predict() -> None:
     try:
         backbone, tokenizer, meta = load_text_backbone(args.backbone)
         causal = bool(getattr(backbone, "causal", False))
-        print(f"{'causal' if causal else 'masked'} LM pretrained with {meta.get('pretext', '?')} "
-              f"on {meta.get('data', '?')}")
+        print(
+            f"{'causal' if causal else 'masked'} LM pretrained with {meta.get('pretext', '?')} "
+            f"on {meta.get('data', '?')}"
+        )
         generator = torch.Generator().manual_seed(args.seed)
         for text in args.texts:
             print(text)
             if causal:
-                print("  -> " + continue_text(backbone, tokenizer, text, args.max_new_tokens,
-                                              args.temperature, generator))
+                print(
+                    "  -> "
+                    + continue_text(
+                        backbone, tokenizer, text, args.max_new_tokens, args.temperature, generator
+                    )
+                )
                 continue
             for n, candidates in enumerate(fill_masks(backbone, tokenizer, text, args.top_k), 1):
-                print(f"  [MASK] {n}: " + "  ".join(f"{c.token} {c.probability:.3f}"
-                                                    for c in candidates))
+                print(
+                    f"  [MASK] {n}: "
+                    + "  ".join(f"{c.token} {c.probability:.3f}" for c in candidates)
+                )
     except Exception as err:  # the backbone is built by instantiate, which wraps its errors
         cause = user_error(err)
         if cause is None:

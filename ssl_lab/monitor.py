@@ -15,8 +15,9 @@ from torchmetrics.functional.classification import multiclass_accuracy
 from ssl_lab.downstream.knn import knn_predict
 
 
-def _features(backbone: nn.Module, dataset: Dataset, batch_size: int,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _features(
+    backbone: nn.Module, dataset: Dataset, batch_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     # A private generator: iterating a DataLoader otherwise draws its seed from the global RNG,
     # and the monitor would change the pretraining it watches.
     loader = DataLoader(dataset, batch_size=batch_size, generator=torch.Generator())
@@ -34,8 +35,16 @@ class KNNMonitor(pl.Callback):
     so pretraining (and its cache key) is the same with or without the monitor.
     """
 
-    def __init__(self, bank: Dataset, queries: Dataset, num_classes: int, k: int = 20,
-                 temperature: float = 0.07, max_bank: int = 5000, batch_size: int = 512) -> None:
+    def __init__(
+        self,
+        bank: Dataset,
+        queries: Dataset,
+        num_classes: int,
+        k: int = 20,
+        temperature: float = 0.07,
+        max_bank: int = 5000,
+        batch_size: int = 512,
+    ) -> None:
         self.bank = Subset(bank, range(min(len(bank), max_bank)))
         self.queries, self.num_classes = queries, num_classes
         self.k, self.temperature, self.batch_size = k, temperature, batch_size
@@ -48,8 +57,9 @@ class KNNMonitor(pl.Callback):
         with torch.no_grad():
             bank, bank_labels = _features(backbone, self.bank, self.batch_size, pl_module.device)
             queries, labels = _features(backbone, self.queries, self.batch_size, pl_module.device)
-        predicted = knn_predict(bank, bank_labels, queries, self.num_classes, self.k,
-                                self.temperature)
+        predicted = knn_predict(
+            bank, bank_labels, queries, self.num_classes, self.k, self.temperature
+        )
         accuracy = multiclass_accuracy(predicted, labels, self.num_classes, average="micro")
         # under DDP every process scores everything, but batch-norm statistics may differ per
         # process: log their mean
@@ -78,8 +88,9 @@ class TokenCounter(pl.Callback):
     def __init__(self, pad_id: int) -> None:
         self.pad_id, self.total, self._epoch = pad_id, 0, 0
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs,
-                           batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         # stays a tensor on the batch's device: no host sync per step
         self._epoch = self._epoch + (batch[0] != self.pad_id).sum()
 

@@ -38,29 +38,36 @@ class NonFiniteGuard(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._batches and self.skipped - self._skipped_before == self._batches:
-            raise SslLabError(f"every one of the {self._batches} {self.phase} batches had a "
-                              f"non-finite loss, so nothing was trained: lower the learning rate "
-                              f"or check the data")
+            raise SslLabError(
+                f"every one of the {self._batches} {self.phase} batches had a "
+                f"non-finite loss, so nothing was trained: lower the learning rate "
+                f"or check the data"
+            )
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                             batch, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
+    ) -> None:
         self._bad = False
         self._batches += 1
         if self.mode == "skip":
             self._buffers = [b.detach().clone() for b in pl_module.buffers()]
 
-    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           loss: torch.Tensor) -> None:
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
         if torch.isfinite(loss.detach()).all():
             return
         if self.mode == "stop":
-            raise SslLabError(f"non-finite {self.phase} loss ({loss.item()}) at step "
-                              f"{trainer.global_step} (epoch {trainer.current_epoch}): lower the "
-                              f"learning rate or check the data; nonfinite=skip skips such batches")
+            raise SslLabError(
+                f"non-finite {self.phase} loss ({loss.item()}) at step "
+                f"{trainer.global_step} (epoch {trainer.current_epoch}): lower the "
+                f"learning rate or check the data; nonfinite=skip skips such batches"
+            )
         self._bad = True
 
-    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                                 optimizer: torch.optim.Optimizer) -> None:
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
         if not self._bad:
             return
         for group in optimizer.param_groups:

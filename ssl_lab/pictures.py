@@ -23,8 +23,9 @@ def save_picture(rows: Picture, path: str | Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     n_cols = max(len(row) for row in rows)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.8 * n_cols, 1.9 * len(rows)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), n_cols, figsize=(1.8 * n_cols, 1.9 * len(rows)), squeeze=False
+    )
     for r, row in enumerate(rows):
         low = min(float(img.min()) for img, _ in row)
         high = max(float(img.max()) for img, _ in row)

@@ -23,8 +23,13 @@ from torch import nn
 
 from ssl_lab import tracking
 from ssl_lab.atomic import build_once, write_json
-from ssl_lab.backbones.checkpoint import (BACKBONE_FILE, load_backbone_weights, read_config,
-                                          read_meta, save_backbone)
+from ssl_lab.backbones.checkpoint import (
+    BACKBONE_FILE,
+    load_backbone_weights,
+    read_config,
+    read_meta,
+    save_backbone,
+)
 from ssl_lab.cache import pretrain_key, pretrain_spec
 from ssl_lab.data.labels import subset_digest
 from ssl_lab.data.tokenizer import METADATA_KEY as TOKENIZER_KEY
@@ -46,16 +51,23 @@ def check_compatible(cfg: DictConfig) -> None:
     for group in ("backbone", "pretext", "downstream"):
         modality = cfg[group].get("modality", "any")
         if modality not in ("any", data_modality):
-            raise SslLabError(f"{group}={cfg[group].name} works on {modality} data, "
-                              f"but data={cfg.data.name} is {data_modality}")
+            raise SslLabError(
+                f"{group}={cfg[group].name} works on {modality} data, "
+                f"but data={cfg.data.name} is {data_modality}"
+            )
     _check_language_model(cfg)
     _check_causal(cfg)
     needs = cfg.downstream.get("requires_pretext")
     if needs is not None and (cfg.pretext.name != needs or cfg.backbone.checkpoint is not None):
-        chosen = ("backbone.checkpoint" if cfg.backbone.checkpoint is not None
-                  else f"pretext={cfg.pretext.name}")
-        raise SslLabError(f"downstream={cfg.downstream.name} ignores the backbone: "
-                          f"run it with pretext={needs}, not {chosen}")
+        chosen = (
+            "backbone.checkpoint"
+            if cfg.backbone.checkpoint is not None
+            else f"pretext={cfg.pretext.name}"
+        )
+        raise SslLabError(
+            f"downstream={cfg.downstream.name} ignores the backbone: "
+            f"run it with pretext={needs}, not {chosen}"
+        )
     checkpoint = cfg.backbone.checkpoint
     if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
         raise SslLabError(f"backbone.checkpoint: no such file: {checkpoint}")
@@ -73,11 +85,15 @@ def _check_language_model(cfg: DictConfig) -> None:
     if checkpoint is not None:
         made_by = read_meta(Path(checkpoint).expanduser()).get("language_model")
         if made_by is None:
-            raise SslLabError(f"downstream={cfg.downstream.name} needs a language-model head, but "
-                              f"backbone.checkpoint={checkpoint} was not pretrained with mlm or clm")
+            raise SslLabError(
+                f"downstream={cfg.downstream.name} needs a language-model head, but "
+                f"backbone.checkpoint={checkpoint} was not pretrained with mlm or clm"
+            )
     elif cfg.pretext.get("language_model") is None and not cfg.backbone.get("pretrained", False):
-        raise SslLabError(f"downstream={cfg.downstream.name} needs a language-model head, but "
-                          f"pretext={cfg.pretext.name} trains none (use pretext=mlm or clm)")
+        raise SslLabError(
+            f"downstream={cfg.downstream.name} needs a language-model head, but "
+            f"pretext={cfg.pretext.name} trains none (use pretext=mlm or clm)"
+        )
 
 
 def _check_causal(cfg: DictConfig) -> None:
@@ -89,9 +105,11 @@ def _check_causal(cfg: DictConfig) -> None:
     stored = (read_config(Path(checkpoint).expanduser()) or {}).get("causal")
     if stored is not None and bool(stored) != bool(net.causal):
         made = "causal (pretext=clm)" if stored else "bidirectional"
-        raise SslLabError(f"backbone.checkpoint={checkpoint} was pretrained {made}, but "
-                          f"backbone.net.causal={str(bool(net.causal)).lower()}: set "
-                          f"backbone.net.causal={str(bool(stored)).lower()}")
+        raise SslLabError(
+            f"backbone.checkpoint={checkpoint} was pretrained {made}, but "
+            f"backbone.net.causal={str(bool(net.causal)).lower()}: set "
+            f"backbone.net.causal={str(bool(stored)).lower()}"
+        )
 
 
 def per_device_batch_size(cfg: DictConfig) -> int:
@@ -103,13 +121,16 @@ def per_device_batch_size(cfg: DictConfig) -> int:
         return cfg.data.batch_size
     world = devices * int(trainer.get("num_nodes", 1))
     if cfg.data.batch_size % world:
-        raise SslLabError(f"data.batch_size={cfg.data.batch_size} does not split evenly over "
-                          f"{world} processes (trainer.devices x trainer.num_nodes)")
+        raise SslLabError(
+            f"data.batch_size={cfg.data.batch_size} does not split evenly over "
+            f"{world} processes (trainer.devices x trainer.num_nodes)"
+        )
     return cfg.data.batch_size // world
 
 
-def trainer_factory(cfg: DictConfig, loggers: list, root: Path,
-                    extra_callbacks: tuple[pl.Callback, ...] = ()) -> Callable[..., pl.Trainer]:
+def trainer_factory(
+    cfg: DictConfig, loggers: list, root: Path, extra_callbacks: tuple[pl.Callback, ...] = ()
+) -> Callable[..., pl.Trainer]:
     """Trainers for each phase of the run, all from ``cfg.trainer``, sharing the run's loggers
     (and ``extra_callbacks``).
 
@@ -117,43 +138,81 @@ def trainer_factory(cfg: DictConfig, loggers: list, root: Path,
     checkpoint there on SIGUSR1 and loads it into any later trainer that finds it, which would
     hand a half-trained state to the next phase. Resuming is ``resume.fit_resumably``'s job alone.
     """
-    def make_trainer(max_epochs: int, logger: Any = None,
-                     callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
+
+    def make_trainer(
+        max_epochs: int, logger: Any = None, callbacks: list[pl.Callback] | None = None
+    ) -> pl.Trainer:
         shutil.rmtree(root, ignore_errors=True)
-        return instantiate(cfg.trainer, max_epochs=max_epochs,
-                           logger=(loggers or False) if logger is None else logger,
-                           callbacks=[*(callbacks or []), *extra_callbacks, StopWhenSignalled()],
-                           default_root_dir=str(root))
+        return instantiate(
+            cfg.trainer,
+            max_epochs=max_epochs,
+            logger=(loggers or False) if logger is None else logger,
+            callbacks=[*(callbacks or []), *extra_callbacks, StopWhenSignalled()],
+            default_root_dir=str(root),
+        )
+
     return make_trainer
 
 
-def _save_pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
-                     path: Path, epochs: int, tokens: int | None) -> None:
+def _save_pretrained(
+    cfg: DictConfig,
+    backbone: nn.Module,
+    data: pl.LightningDataModule,
+    path: Path,
+    epochs: int,
+    tokens: int | None,
+) -> None:
     """The hand-off file: weights, the config that built them, how they were made, and for text
     the tokenizer whose ids they were trained on."""
     tokenizer = getattr(data, "tokenizer", None)
-    save_backbone(backbone, path, OmegaConf.to_container(cfg.backbone.net, resolve=True),
-                  {"pretext": cfg.pretext.name, "epochs": epochs, "data": cfg.data.name,
-                   "backbone": cfg.backbone.name, "seed": cfg.seed,
-                   "language_model": cfg.pretext.get("language_model"),
-                   **({"tokens": tokens} if tokens is not None else {})},
-                  {TOKENIZER_KEY: tokenizer.to_json()} if tokenizer is not None else None)
+    save_backbone(
+        backbone,
+        path,
+        OmegaConf.to_container(cfg.backbone.net, resolve=True),
+        {
+            "pretext": cfg.pretext.name,
+            "epochs": epochs,
+            "data": cfg.data.name,
+            "backbone": cfg.backbone.name,
+            "seed": cfg.seed,
+            "language_model": cfg.pretext.get("language_model"),
+            **({"tokens": tokens} if tokens is not None else {}),
+        },
+        {TOKENIZER_KEY: tokenizer.to_json()} if tokenizer is not None else None,
+    )
 
 
-def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
-             make_trainer: Callable[..., pl.Trainer], out_dir: Path | None) -> dict[str, Any]:
+def pretrain(
+    cfg: DictConfig,
+    backbone: nn.Module,
+    data: pl.LightningDataModule,
+    make_trainer: Callable[..., pl.Trainer],
+    out_dir: Path | None,
+) -> dict[str, Any]:
     """Train ``backbone`` in place with the pretext task; write its weights, its final metrics and
     the task's picture of what it sees and predicts into ``out_dir`` (None: write nothing, as in
     the other processes of a DDP job); return the metrics."""
     vocab = {"vocab": data.tokenizer.vocab} if cfg.pretext.modality == "text" else {}
     task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim, **vocab)
-    module = PretextModule(backbone, task, cfg.pretext.lr, instantiate(cfg.pretext.optimizer),
-                           instantiate(cfg.pretext.scheduler))
+    module = PretextModule(
+        backbone,
+        task,
+        cfg.pretext.lr,
+        instantiate(cfg.pretext.optimizer),
+        instantiate(cfg.pretext.scheduler),
+    )
     monitor, callbacks = cfg.monitor, []
     if monitor.knn:  # weights are the same either way, so the cache key ignores the monitor
-        callbacks.append(KNNMonitor(data.labelled_dataset(), data.splits["val"],
-                                    data.num_classes, monitor.k, monitor.temperature,
-                                    monitor.max_bank))
+        callbacks.append(
+            KNNMonitor(
+                data.labelled_dataset(),
+                data.splits["val"],
+                data.num_classes,
+                monitor.k,
+                monitor.temperature,
+                monitor.max_bank,
+            )
+        )
     counter = None
     if getattr(data, "tokenizer", None) is not None:  # text: how much it read, the curve's x
         counter = TokenCounter(data.tokenizer.ids["pad"])
@@ -161,38 +220,68 @@ def pretrain(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
     snapshots = cfg.pretext.get("snapshot_epochs") or []
     kept = resume_dir(cfg) / "snapshots"  # outlives a kill, like the resume point
     if out_dir is not None and snapshots:
-        callbacks.append(BackboneSnapshots(snapshots, lambda epoch: _save_pretrained(
-            cfg, backbone, data, kept / f"epoch{epoch}.safetensors", epoch,
-            getattr(counter, "total", None))))
+        callbacks.append(
+            BackboneSnapshots(
+                snapshots,
+                lambda epoch: _save_pretrained(
+                    cfg,
+                    backbone,
+                    data,
+                    kept / f"epoch{epoch}.safetensors",
+                    epoch,
+                    getattr(counter, "total", None),
+                ),
+            )
+        )
     guard = NonFiniteGuard(cfg.nonfinite, "pretraining")
     # resumes where an interrupted run of this job stopped, if one did
-    trainer, resume = fit_resumably(make_trainer, cfg.pretext.epochs, [*callbacks, guard], module,
-                                    data.unlabelled_dataloader(), data.val_dataloader(),
-                                    resume_dir(cfg))
-    stats = {"pretext_" + key.removeprefix("pretrain/").removeprefix("train_"): value
-             for key, value in resume.logged_metrics(trainer).items()
-             if key.startswith("pretrain/")}
+    trainer, resume = fit_resumably(
+        make_trainer,
+        cfg.pretext.epochs,
+        [*callbacks, guard],
+        module,
+        data.unlabelled_dataloader(),
+        data.val_dataloader(),
+        resume_dir(cfg),
+    )
+    stats = {
+        "pretext_" + key.removeprefix("pretrain/").removeprefix("train_"): value
+        for key, value in resume.logged_metrics(trainer).items()
+        if key.startswith("pretrain/")
+    }
     stats["pretext_steps"] = trainer.global_step
     if counter is not None:
         stats["pretext_tokens"] = counter.total
     if cfg.nonfinite == "skip":
         stats["pretext_nonfinite_skipped"] = guard.skipped
-    resumed = ({} if resume.resumed_from_step is None
-               else {"pretrain_resumed_from_step": resume.resumed_from_step})
+    resumed = (
+        {}
+        if resume.resumed_from_step is None
+        else {"pretrain_resumed_from_step": resume.resumed_from_step}
+    )
     if out_dir is None:
         return {**stats, **resumed}
     module.eval()
     with torch.no_grad():
         rows = task.picture(backbone, next(iter(data.val_dataloader())))
     if rows:
-        save_picture(rows, out_dir / f"pretext_{cfg.pretext.name}.png",
-                     f"{cfg.pretext.name} on {cfg.data.name} (validation images)")
+        save_picture(
+            rows,
+            out_dir / f"pretext_{cfg.pretext.name}.png",
+            f"{cfg.pretext.name} on {cfg.data.name} (validation images)",
+        )
     if getattr(data, "tokenizer", None) is not None:
         data.tokenizer.save(out_dir)
     if kept.is_dir():
         shutil.copytree(kept, out_dir / "snapshots")
-    _save_pretrained(cfg, backbone, data, out_dir / BACKBONE_FILE, cfg.pretext.epochs,
-                     getattr(counter, "total", None))
+    _save_pretrained(
+        cfg,
+        backbone,
+        data,
+        out_dir / BACKBONE_FILE,
+        cfg.pretext.epochs,
+        getattr(counter, "total", None),
+    )
     write_json(out_dir / "pretext_metrics.json", stats)
     with open(out_dir / "pretrain_config.yaml", "w") as f:
         f.write(OmegaConf.to_yaml(OmegaConf.create(pretrain_spec(cfg))))
@@ -209,8 +298,13 @@ def _load_pretrained(backbone: nn.Module, data: pl.LightningDataModule, path: Pa
             data.use_tokenizer(stored)
 
 
-def pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModule,
-               make_trainer: Callable[..., pl.Trainer], run_dir: Path) -> dict[str, Any]:
+def pretrained(
+    cfg: DictConfig,
+    backbone: nn.Module,
+    data: pl.LightningDataModule,
+    make_trainer: Callable[..., pl.Trainer],
+    run_dir: Path,
+) -> dict[str, Any]:
     """Pretrain ``backbone`` (resuming an interrupted pretraining of this job), or load the cached
     pretraining with the same key."""
     if cfg.paths.cache_dir is None:
@@ -226,8 +320,9 @@ def pretrained(cfg: DictConfig, backbone: nn.Module, data: pl.LightningDataModul
         _load_pretrained(backbone, data, entry / BACKBONE_FILE)
         return {"pretrain_cache": "hit", "pretrain_dir": str(entry)}
     built: dict[str, Any] = {}
-    hit = build_once(entry, lambda staging: built.update(
-        pretrain(cfg, backbone, data, make_trainer, staging)))
+    hit = build_once(
+        entry, lambda staging: built.update(pretrain(cfg, backbone, data, make_trainer, staging))
+    )
     if hit:
         _load_pretrained(backbone, data, entry / BACKBONE_FILE)
     else:
@@ -244,21 +339,42 @@ def run_info() -> dict[str, Any]:
     """What is needed to rerun this job: the command line, package versions, the git commit."""
     import importlib.metadata as md
 
-    packages = ["ssl_lab", "torch", "torchvision", "pytorch-lightning", "hydra-core", "omegaconf",
-                "torchmetrics"]
+    packages = [
+        "ssl_lab",
+        "torch",
+        "torchvision",
+        "pytorch-lightning",
+        "hydra-core",
+        "omegaconf",
+        "torchmetrics",
+    ]
     repo = Path(__file__).resolve().parent.parent
-    git = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=40"],
-                         capture_output=True, text=True) if shutil.which("git") else None
-    return {"command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), "cwd": os.getcwd(),
-            "python": sys.version.split()[0],
-            "packages": {name: md.version(name) for name in packages},
-            "git_commit": git.stdout.strip() if git is not None and git.returncode == 0 else None}
+    git = (
+        subprocess.run(
+            ["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=40"],
+            capture_output=True,
+            text=True,
+        )
+        if shutil.which("git")
+        else None
+    )
+    return {
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "cwd": os.getcwd(),
+        "python": sys.version.split()[0],
+        "packages": {name: md.version(name) for name in packages},
+        "git_commit": git.stdout.strip() if git is not None and git.returncode == 0 else None,
+    }
 
 
 # Facts of this execution, not results of the config and seed: they go to run_info.json, so the
 # same command on the same seed writes the same metrics.json.
-EXECUTION_KEYS = ("pretrain_dir", "pretrain_resumed_from_step", "pretrain_seconds",
-                  "transfer_seconds")
+EXECUTION_KEYS = (
+    "pretrain_dir",
+    "pretrain_resumed_from_step",
+    "pretrain_seconds",
+    "transfer_seconds",
+)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -279,8 +395,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loggers = list(instantiate(cfg.logger).values()) if cfg.logger else []
     tracking.log_config(loggers, cfg)
     try:
-        with stopped_by_signal("during transfer, before any score was written: run the same "
-                               "command again"):  # pretraining says when it stopped itself
+        with stopped_by_signal(
+            "during transfer, before any score was written: run the same command again"
+        ):  # pretraining says when it stopped itself
             results = _pretrain_and_transfer(cfg, data, backbone, loggers, run_dir)
     except BaseException:
         tracking.finish(loggers, None)
@@ -288,34 +405,48 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     metrics = {k: v for k, v in results.items() if k not in EXECUTION_KEYS}
     if is_global_zero():
         write_json(run_dir / "metrics.json", metrics)
-        write_json(run_dir / "run_info.json",
-                   {**info, **{k: v for k, v in results.items() if k in EXECUTION_KEYS}})
+        write_json(
+            run_dir / "run_info.json",
+            {**info, **{k: v for k, v in results.items() if k in EXECUTION_KEYS}},
+        )
     tracking.finish(loggers, metrics)
     return results
 
 
-def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbone: nn.Module,
-                           loggers: list, run_dir: Path) -> dict[str, Any]:
+def _pretrain_and_transfer(
+    cfg: DictConfig, data: pl.LightningDataModule, backbone: nn.Module, loggers: list, run_dir: Path
+) -> dict[str, Any]:
     make_trainer = trainer_factory(cfg, loggers, run_dir / "lightning")
     started = time.perf_counter()
     metrics: dict[str, Any] = {
-        "pretext": cfg.pretext.name, "downstream": cfg.downstream.name, "data": cfg.data.name,
-        "backbone": cfg.backbone.name, "seed": cfg.seed,
-        "labels_per_class": cfg.data.labels_per_class, "label_fraction": cfg.data.label_fraction,
-        "n_labels": data.n_labels, "pretext_epochs": cfg.pretext.epochs,
+        "pretext": cfg.pretext.name,
+        "downstream": cfg.downstream.name,
+        "data": cfg.data.name,
+        "backbone": cfg.backbone.name,
+        "seed": cfg.seed,
+        "labels_per_class": cfg.data.labels_per_class,
+        "label_fraction": cfg.data.label_fraction,
+        "n_labels": data.n_labels,
+        "pretext_epochs": cfg.pretext.epochs,
         "labelled_subset": subset_digest(data.labelled_indices),  # which examples: seed's choice
         **({"skipped_images": data.skipped_images} if hasattr(data, "skipped_images") else {}),
         "downstream_epochs": cfg.downstream.get("epochs"),
     }
     if data.modality == "text":
-        metrics.update(test_overlap_found=data.test_overlap_found,
-                       test_overlap_removed=data.test_overlap_removed,
-                       train_test_overlap_removed=data.train_test_overlap_removed)
+        metrics.update(
+            test_overlap_found=data.test_overlap_found,
+            test_overlap_removed=data.test_overlap_removed,
+            train_test_overlap_removed=data.train_test_overlap_removed,
+        )
     if cfg.backbone.checkpoint is not None:
         meta = load_backbone_weights(backbone, cfg.backbone.checkpoint)
-        metrics.update(pretext=meta.get("pretext", "external"), pretext_epochs=meta.get("epochs"),
-                       backbone_checkpoint=str(cfg.backbone.checkpoint), pretrain_cache="external",
-                       **({"pretext_tokens": meta["tokens"]} if "tokens" in meta else {}))
+        metrics.update(
+            pretext=meta.get("pretext", "external"),
+            pretext_epochs=meta.get("epochs"),
+            backbone_checkpoint=str(cfg.backbone.checkpoint),
+            pretrain_cache="external",
+            **({"pretext_tokens": meta["tokens"]} if "tokens" in meta else {}),
+        )
         log.info("loaded backbone weights from %s", cfg.backbone.checkpoint)
     elif cfg.pretext.task is not None:
         log.info("pretext: %s (%d epochs)", cfg.pretext.name, cfg.pretext.epochs)
@@ -332,8 +463,11 @@ def _pretrain_and_transfer(cfg: DictConfig, data: pl.LightningDataModule, backbo
     log.info("transfer: %s on %d labelled examples", cfg.downstream.name, data.n_labels)
     transfer_started = time.perf_counter()
     guard = NonFiniteGuard(cfg.nonfinite, "transfer")
-    metrics.update(downstream.evaluate(
-        backbone, data, trainer_factory(cfg, loggers, run_dir / "lightning", (guard,))))
+    metrics.update(
+        downstream.evaluate(
+            backbone, data, trainer_factory(cfg, loggers, run_dir / "lightning", (guard,))
+        )
+    )
     if cfg.nonfinite == "skip":
         metrics["transfer_nonfinite_skipped"] = guard.skipped
     metrics["transfer_seconds"] = round(time.perf_counter() - transfer_started, 2)

@@ -14,8 +14,12 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from ssl_lab.backbones.checkpoint import (BACKBONE_FILE, load_backbone_weights, read_config,
-                                          read_meta)
+from ssl_lab.backbones.checkpoint import (
+    BACKBONE_FILE,
+    load_backbone_weights,
+    read_config,
+    read_meta,
+)
 from ssl_lab.data.tokenizer import TextTokenizer, load_tokenizer
 from ssl_lab.errors import SslLabError
 
@@ -38,8 +42,10 @@ def find_backbone(path: str | Path) -> Path:
         entry = json.loads(info.read_text(encoding="utf-8")).get("pretrain_dir")
         if entry and (Path(entry) / BACKBONE_FILE).is_file():
             return Path(entry) / BACKBONE_FILE
-    raise SslLabError(f"no backbone at {path}: give a {BACKBONE_FILE}, a cache entry, or a run "
-                      "directory of a text pretraining")
+    raise SslLabError(
+        f"no backbone at {path}: give a {BACKBONE_FILE}, a cache entry, or a run "
+        "directory of a text pretraining"
+    )
 
 
 def load_text_backbone(path: str | Path) -> tuple[nn.Module, TextTokenizer, dict]:
@@ -58,26 +64,34 @@ def load_text_backbone(path: str | Path) -> tuple[nn.Module, TextTokenizer, dict
 
 
 @torch.no_grad()
-def fill_masks(backbone: nn.Module, tokenizer: TextTokenizer, text: str,
-               top_k: int = 5) -> list[list[Candidate]]:
+def fill_masks(
+    backbone: nn.Module, tokenizer: TextTokenizer, text: str, top_k: int = 5
+) -> list[list[Candidate]]:
     """For each [MASK] of ``text``, in order, the ``top_k`` likeliest ordinary tokens (special
     tokens never fill a gap) with their probabilities under the model."""
     ids = tokenizer.encode([text])
     positions = (ids[0] == tokenizer.ids["mask"]).nonzero().flatten()
     if len(positions) == 0:
         raise SslLabError(f"no {tokenizer.roles['mask']} in: {text}")
-    logits = backbone.lm_logits(ids)[0, positions, :tokenizer.vocab_size].float()
+    logits = backbone.lm_logits(ids)[0, positions, : tokenizer.vocab_size].float()
     probabilities = logits.softmax(-1)
     probabilities[:, list(tokenizer.vocab.special_ids)] = 0.0
     best = probabilities.topk(min(top_k, tokenizer.vocab_size), dim=-1)
-    return [[Candidate(tokenizer.token(int(i)), float(p)) for p, i in zip(values, indices)]
-            for values, indices in zip(best.values, best.indices)]
+    return [
+        [Candidate(tokenizer.token(int(i)), float(p)) for p, i in zip(values, indices)]
+        for values, indices in zip(best.values, best.indices)
+    ]
 
 
 @torch.no_grad()
-def continue_text(backbone: nn.Module, tokenizer: TextTokenizer, prompt: str,
-                  max_new_tokens: int = 20, temperature: float = 0.0,
-                  generator: torch.Generator | None = None) -> str:
+def continue_text(
+    backbone: nn.Module,
+    tokenizer: TextTokenizer,
+    prompt: str,
+    max_new_tokens: int = 20,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> str:
     """``prompt`` continued token by token: greedy (``temperature`` 0) or sampled; stops at the
     end-of-text token or the model's length limit."""
     ids = tokenizer.encode([prompt])[0].tolist()
@@ -89,10 +103,12 @@ def continue_text(backbone: nn.Module, tokenizer: TextTokenizer, prompt: str,
     for _ in range(max_new_tokens):
         if len(ids) >= limit:
             break
-        logits = backbone.lm_logits(torch.tensor([ids]))[0, -1, :tokenizer.vocab_size].float()
+        logits = backbone.lm_logits(torch.tensor([ids]))[0, -1, : tokenizer.vocab_size].float()
         logits[[i for i in tokenizer.vocab.special_ids if i not in stop]] = float("-inf")
         if temperature > 0:
-            token = int(torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator))
+            token = int(
+                torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)
+            )
         else:
             token = int(logits.argmax())
         if token in stop:

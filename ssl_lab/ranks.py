@@ -35,8 +35,13 @@ def unrepeated(loader: DataLoader) -> DataLoader:
     if not _distributed():
         return loader
     sampler = UnrepeatedDistributedSampler(loader.dataset, shuffle=False)
-    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
-                      collate_fn=loader.collate_fn, num_workers=loader.num_workers)
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers,
+    )
 
 
 def forget_processes() -> None:

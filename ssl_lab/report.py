@@ -58,19 +58,39 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (data, backbone, budget, pretext, downstream), members in groups.items():
         scores = [float(m["score"]) for m in members]
-        rows.append({"data": data, "backbone": backbone, "budget": budget,
-                     "labels_per_class": members[0].get("labels_per_class"),
-                     "pretext": pretext, "downstream": downstream,
-                     "score_name": members[0]["score_name"], "mean": statistics.fmean(scores),
-                     "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
-                     "seeds": len(scores)})
-    baseline = {(r["data"], r["backbone"], r["budget"], r["downstream"]): r["mean"]
-                for r in rows if r["pretext"] == BASELINE}
+        rows.append(
+            {
+                "data": data,
+                "backbone": backbone,
+                "budget": budget,
+                "labels_per_class": members[0].get("labels_per_class"),
+                "pretext": pretext,
+                "downstream": downstream,
+                "score_name": members[0]["score_name"],
+                "mean": statistics.fmean(scores),
+                "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                "seeds": len(scores),
+            }
+        )
+    baseline = {
+        (r["data"], r["backbone"], r["budget"], r["downstream"]): r["mean"]
+        for r in rows
+        if r["pretext"] == BASELINE
+    }
     for r in rows:
         base = baseline.get((r["data"], r["backbone"], r["budget"], r["downstream"]))
         r["gain"] = None if base is None else r["mean"] - base
-    return sorted(rows, key=lambda r: (r["data"], r["backbone"], r["labels_per_class"] or 0,
-                                       r["budget"], _pretext_order(r["pretext"]), r["downstream"]))
+    return sorted(
+        rows,
+        key=lambda r: (
+            r["data"],
+            r["backbone"],
+            r["labels_per_class"] or 0,
+            r["budget"],
+            _pretext_order(r["pretext"]),
+            r["downstream"],
+        ),
+    )
 
 
 def _pretext_order(name: str) -> tuple[int, str]:
@@ -86,29 +106,40 @@ def _cell(r: dict[str, Any]) -> str:
 
 def tables(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (data, backbone, budget): a table with pretext rows and downstream columns: its
-    ``title``, ``header``, text ``body`` and the grid of mean scores (``means``, NaN where no run)."""
+    ``title``, ``header``, text ``body`` and the grid of mean scores (``means``, NaN where no
+    run)."""
     out = []
     for key in dict.fromkeys((r["data"], r["backbone"], r["budget"]) for r in rows):
         members = [r for r in rows if (r["data"], r["backbone"], r["budget"]) == key]
         columns = sorted({r["downstream"] for r in members})
         pretexts = sorted({r["pretext"] for r in members}, key=_pretext_order)
         by_cell = {(r["pretext"], r["downstream"]): r for r in members}
-        out.append({
-            "title": f"data={key[0]}, backbone={key[1]}, {key[2]}",
-            "header": ["pretext", *columns],
-            "body": [[p] + [_cell(by_cell[p, c]) if (p, c) in by_cell else "" for c in columns]
-                     for p in pretexts],
-            "means": [[by_cell[p, c]["mean"] if (p, c) in by_cell else float("nan")
-                       for c in columns] for p in pretexts],
-        })
+        out.append(
+            {
+                "title": f"data={key[0]}, backbone={key[1]}, {key[2]}",
+                "header": ["pretext", *columns],
+                "body": [
+                    [p] + [_cell(by_cell[p, c]) if (p, c) in by_cell else "" for c in columns]
+                    for p in pretexts
+                ],
+                "means": [
+                    [by_cell[p, c]["mean"] if (p, c) in by_cell else float("nan") for c in columns]
+                    for p in pretexts
+                ],
+            }
+        )
     return out
 
 
 def markdown(rows: list[dict[str, Any]], incomplete: list[Path]) -> str:
     parts = ["Cells: score mean ± std over seeds (gain over pretext=none in brackets).", ""]
     for table in tables(rows):
-        parts += [f"### {table['title']}", "", "| " + " | ".join(table["header"]) + " |",
-                  "|" + "---|" * len(table["header"])]
+        parts += [
+            f"### {table['title']}",
+            "",
+            "| " + " | ".join(table["header"]) + " |",
+            "|" + "---|" * len(table["header"]),
+        ]
         parts += ["| " + " | ".join(line) + " |" for line in table["body"]]
         parts.append("")
     if incomplete:
@@ -159,12 +190,16 @@ def label_efficiency_png(rows: list[dict[str, Any]]) -> bytes | None:
     import matplotlib.pyplot as plt
 
     downstreams = sorted({r["downstream"] for r in counted})
-    fig, axes = plt.subplots(1, len(downstreams), figsize=(4.5 * len(downstreams), 3.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(downstreams), figsize=(4.5 * len(downstreams), 3.4), squeeze=False
+    )
     for ax, downstream in zip(axes[0], downstreams):
         for pretext in sorted({r["pretext"] for r in counted}, key=_pretext_order):
-            line = sorted((r["labels_per_class"], r["mean"], r["std"]) for r in counted
-                          if r["downstream"] == downstream and r["pretext"] == pretext)
+            line = sorted(
+                (r["labels_per_class"], r["mean"], r["std"])
+                for r in counted
+                if r["downstream"] == downstream and r["pretext"] == pretext
+            )
             if line:
                 xs, ys, errs = zip(*line)
                 ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=pretext)
@@ -180,22 +215,34 @@ def label_efficiency_png(rows: list[dict[str, Any]]) -> bytes | None:
 
 
 def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+    data = base64.b64encode(png).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def html_page(rows: list[dict[str, Any]], runs: list[dict[str, Any]], incomplete: list[Path],
-              plots: dict[str, bytes]) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>ssl-lab report</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #999;padding:4px 8px;text-align:right}"
-             "td:first-child{text-align:left}img{max-width:100%}</style></head><body>",
-             "<h1>ssl-lab report</h1>",
-             "<p>Cells: score mean ± std over seeds (gain over pretext=none in brackets).</p>"]
+def html_page(
+    rows: list[dict[str, Any]],
+    runs: list[dict[str, Any]],
+    incomplete: list[Path],
+    plots: dict[str, bytes],
+) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>ssl-lab report</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #999;padding:4px 8px;text-align:right}"
+        "td:first-child{text-align:left}img{max-width:100%}</style></head><body>",
+        "<h1>ssl-lab report</h1>",
+        "<p>Cells: score mean ± std over seeds (gain over pretext=none in brackets).</p>",
+    ]
     for table in tables(rows):
-        parts.append(f"<h2>{html.escape(table['title'])}</h2><table><tr>"
-                     + "".join(f"<th>{html.escape(h)}</th>" for h in table["header"]) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>"
-                  for line in table["body"]]
+        parts.append(
+            f"<h2>{html.escape(table['title'])}</h2><table><tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in table["header"])
+            + "</tr>"
+        )
+        parts += [
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>"
+            for line in table["body"]
+        ]
         parts.append("</table>")
     for name, png in plots.items():
         parts.append(f"<h2>{html.escape(name)}</h2>{_img(png, name)}")
@@ -207,13 +254,18 @@ def html_page(rows: list[dict[str, Any]], runs: list[dict[str, Any]], incomplete
             digest = hashlib.sha256(data).hexdigest()
             if digest not in seen:
                 seen.add(digest)
-                pictures.append(f"<h3>{html.escape(m['pretext'])} ({html.escape(str(m['_dir']))})"
-                                f"</h3>{_img(data, path.name)}")
+                pictures.append(
+                    f"<h3>{html.escape(m['pretext'])} ({html.escape(str(m['_dir']))})"
+                    f"</h3>{_img(data, path.name)}"
+                )
     if pictures:
         parts += ["<h2>What each pretext task sees</h2>", *pictures]
     if incomplete:
-        parts.append("<h2>Incomplete or failed runs</h2><ul>"
-                     + "".join(f"<li>{html.escape(str(p))}</li>" for p in incomplete) + "</ul>")
+        parts.append(
+            "<h2>Incomplete or failed runs</h2><ul>"
+            + "".join(f"<li>{html.escape(str(p))}</li>" for p in incomplete)
+            + "</ul>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -224,8 +276,19 @@ def write_report(root: Path) -> tuple[str, list[Path]]:
     runs, incomplete = collect(root)
     rows = summarise(runs)
     with atomic_path(root / "report.csv") as tmp, tmp.open("w", newline="") as f:
-        fields = ["data", "backbone", "budget", "labels_per_class", "pretext", "downstream",
-                  "score_name", "mean", "std", "seeds", "gain"]
+        fields = [
+            "data",
+            "backbone",
+            "budget",
+            "labels_per_class",
+            "pretext",
+            "downstream",
+            "score_name",
+            "mean",
+            "std",
+            "seeds",
+            "gain",
+        ]
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)

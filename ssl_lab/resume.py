@@ -66,8 +66,10 @@ class ResumePoint(pl.Callback):
 
     def logged_metrics(self, trainer: pl.Trainer) -> dict[str, float]:
         """Everything logged so far, across the interruption."""
-        return {**self._restored_metrics,
-                **{key: float(value) for key, value in trainer.callback_metrics.items()}}
+        return {
+            **self._restored_metrics,
+            **{key: float(value) for key, value in trainer.callback_metrics.items()},
+        }
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning has set its handlers by now: SIGUSR1 is free unless SLURM auto-requeue owns it
@@ -86,26 +88,35 @@ class ResumePoint(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_usr1()
 
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                     exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
         self._restore_usr1()
         if isinstance(exception, SIGTERMException):  # raised between batches: a consistent state
             trainer.save_checkpoint(self.path, weights_only=False)
             log.warning("stopped by a signal at step %d: saved %s", trainer.global_step, self.path)
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         checkpoint[_METRICS_KEY] = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         self._restored_metrics = dict(checkpoint.get(_METRICS_KEY, {}))
         self.resumed_from_step = int(checkpoint["global_step"])
 
 
-def fit_resumably(make_trainer: Callable[..., pl.Trainer], max_epochs: int,
-                  callbacks: list[pl.Callback], module: pl.LightningModule, train: DataLoader,
-                  val: DataLoader, directory: Path) -> tuple[pl.Trainer, ResumePoint]:
+def fit_resumably(
+    make_trainer: Callable[..., pl.Trainer],
+    max_epochs: int,
+    callbacks: list[pl.Callback],
+    module: pl.LightningModule,
+    train: DataLoader,
+    val: DataLoader,
+    directory: Path,
+) -> tuple[pl.Trainer, ResumePoint]:
     """``trainer.fit`` that resumes from ``directory``'s resume point if there is one and keeps
     it up to date. A signal ends the job with one line (``Interrupted``); a resume point that is
     not a plain checkpoint is refused, never unpickled."""
@@ -115,16 +126,21 @@ def fit_resumably(make_trainer: Callable[..., pl.Trainer], max_epochs: int,
         log.info("resuming from %s", start)
     trainer = make_trainer(max_epochs=max_epochs, callbacks=[*callbacks, resume])
     try:
-        trainer.fit(module, train_dataloaders=train, val_dataloaders=val, ckpt_path=start,
-                    weights_only=True)
+        trainer.fit(
+            module, train_dataloaders=train, val_dataloaders=val, ckpt_path=start, weights_only=True
+        )
     except SIGTERMException:
-        raise Interrupted(f"by a signal at pretraining step {trainer.global_step}; {resume.path} "
-                          f"is saved: run the same command again to resume") from None
+        raise Interrupted(
+            f"by a signal at pretraining step {trainer.global_step}; {resume.path} "
+            f"is saved: run the same command again to resume"
+        ) from None
     except (pickle.UnpicklingError, EOFError) as err:  # only the resume point is unpickled
         if start is None:
             raise
-        raise SslLabError(f"refused resume point {start}: not a plain checkpoint ("
-                          f"{str(err).strip().splitlines()[0]}); delete it to start over") from None
+        raise SslLabError(
+            f"refused resume point {start}: not a plain checkpoint ("
+            f"{str(err).strip().splitlines()[0]}); delete it to start over"
+        ) from None
     return trainer, resume
 
 

@@ -5,8 +5,19 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-_SHOWN = ["pretext", "downstream", "data", "backbone", "seed", "n_labels", "pretext_loss",
-          "score_name", "score", "pretrain_seconds", "transfer_seconds"]
+_SHOWN = [
+    "pretext",
+    "downstream",
+    "data",
+    "backbone",
+    "seed",
+    "n_labels",
+    "pretext_loss",
+    "score_name",
+    "score",
+    "pretrain_seconds",
+    "transfer_seconds",
+]
 
 
 def print_summary(metrics: dict[str, Any]) -> None:

@@ -8,13 +8,26 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 
-SUMMARY_KEYS = ("score", "score_name", "n_labels", "pretext", "downstream", "data", "backbone",
-                "seed", "labels_per_class", "label_fraction", "pretrain_cache")
+SUMMARY_KEYS = (
+    "score",
+    "score_name",
+    "n_labels",
+    "pretext",
+    "downstream",
+    "data",
+    "backbone",
+    "seed",
+    "labels_per_class",
+    "label_fraction",
+    "pretrain_cache",
+)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(tree, dict):
-        return {prefix: tree if isinstance(tree, (int, float, str, bool, type(None))) else str(tree)}
+        return {
+            prefix: tree if isinstance(tree, (int, float, str, bool, type(None))) else str(tree)
+        }
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
@@ -43,7 +56,8 @@ def finish(loggers: list[Logger], metrics: dict[str, Any] | None) -> None:
         if isinstance(logger, WandbLogger):
             if metrics is not None:
                 logger.experiment.summary.update(
-                    {k: metrics[k] for k in SUMMARY_KEYS if k in metrics})
+                    {k: metrics[k] for k in SUMMARY_KEYS if k in metrics}
+                )
             logger.experiment.finish(exit_code=0 if metrics is not None else 1)
         elif metrics is not None:
             logger.log_metrics({"score": float(metrics["score"])})

@@ -12,20 +12,36 @@ from hydra import compose, initialize_config_dir
 from ssl_lab.cli import CONF_DIR
 
 # Tiny settings: every end-to-end run finishes in seconds on a laptop CPU.
-TINY = ["logger=none", "pretext.epochs=2", "downstream.epochs=2", "data.size=16",
-        "backbone.net.widths=[8,16,32]"]
+TINY = [
+    "logger=none",
+    "pretext.epochs=2",
+    "downstream.epochs=2",
+    "data.size=16",
+    "backbone.net.widths=[8,16,32]",
+]
 # Three pretraining epochs of 40 batches (1258 train images / 32): long enough to signal or kill
 # a run mid-way, short enough to run it again. 20 labels per class: seeds pick other ones.
-RESUMABLE = [*TINY, "pretext.epochs=3", "data.batch_size=32", "downstream.epochs=1",
-             "data.labels_per_class=20"]
+RESUMABLE = [
+    *TINY,
+    "pretext.epochs=3",
+    "data.batch_size=32",
+    "downstream.epochs=1",
+    "data.labels_per_class=20",
+]
 STEPS_PER_EPOCH = 40
 
 
 def _command(tmp_path: Path, overrides: tuple[str, ...]) -> list[str]:
     flags = [a for a in overrides if a.startswith("-")]  # Hydra wants -m etc. before overrides
     rest = [a for a in overrides if not a.startswith("-")]
-    return [sys.executable, "-m", "ssl_lab", *flags, f"paths.output_dir={tmp_path / 'outputs'}",
-            *rest]
+    return [
+        sys.executable,
+        "-m",
+        "ssl_lab",
+        *flags,
+        f"paths.output_dir={tmp_path / 'outputs'}",
+        *rest,
+    ]
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -34,18 +50,31 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def run_cli(tmp_path: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``ssl-lab`` in a subprocess, as a user would, writing under ``tmp_path``."""
-    return subprocess.run(_command(tmp_path, overrides), cwd=tmp_path, env=_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        _command(tmp_path, overrides),
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-def start_cli(tmp_path: Path, *overrides: str,
-              env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_cli(
+    tmp_path: Path, *overrides: str, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start ``ssl-lab`` like ``run_cli`` without waiting for it, to signal or kill it. Its
     stdout goes to ``tmp_path/stdout.log`` (a full pipe would stall it); read stderr with
     ``communicate()``."""
     with open(tmp_path / "stdout.log", "a") as stdout:
-        return subprocess.Popen(_command(tmp_path, overrides), cwd=tmp_path, env=_env(env),
-                                stdout=stdout, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            _command(tmp_path, overrides),
+            cwd=tmp_path,
+            env=_env(env),
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
 
 def wait_for(path_pattern: str, root: Path, process: subprocess.Popen) -> Path:
@@ -65,9 +94,14 @@ def run_in_process(run_dir: Path, *overrides: str) -> dict:
     from ssl_lab.pipeline import run
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            f"paths.output_dir={run_dir.parent / 'outputs'}", f"paths.run_dir={run_dir}",
-            *overrides])
+        cfg = compose(
+            config_name="config",
+            overrides=[
+                f"paths.output_dir={run_dir.parent / 'outputs'}",
+                f"paths.run_dir={run_dir}",
+                *overrides,
+            ],
+        )
     return run(cfg)
 
 
@@ -101,9 +135,11 @@ def write_crafted_pickle(path: Path, marker: Path) -> None:
 @pytest.fixture
 def compose_cfg():
     """Compose the real config with overrides, without running anything."""
+
     def _compose(*overrides: str):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name="config", overrides=list(overrides))
+
     return _compose
 
 

@@ -20,7 +20,9 @@ def test_flips_mirror_about_half_of_the_batch():
     out = BatchAugment(hflip=True)(images)
     flipped = (out[:, 0, 0, 0] == 7).float().mean().item()
     assert 0.45 < flipped < 0.55
-    assert torch.equal(out[out[:, 0, 0, 0] == 7], images[:1].flip(-1).expand(int(flipped * 1000), -1, -1, -1))
+    assert torch.equal(
+        out[out[:, 0, 0, 0] == 7], images[:1].flip(-1).expand(int(flipped * 1000), -1, -1, -1)
+    )
 
 
 def test_nothing_changes_outside_training():

@@ -13,8 +13,11 @@ def _datasets() -> dict[str, torch.utils.data.Dataset]:
     a = TensorDataset(torch.randn(50, 1, 4, 4, generator=g), torch.arange(50))
     b = TensorDataset(torch.randn(7, 1, 4, 4, generator=g), torch.full((7,), -1))
     c = TensorDataset(torch.randn(20, 1, 4, 4, generator=g), torch.arange(100, 120))
-    return {"tensors": a, "subset": Subset(a, [3, 1, 4, 1, 5, 9, 2, 6, 49]),
-            "concat": ConcatDataset([a, b, Subset(c, list(range(0, 20, 3)))])}
+    return {
+        "tensors": a,
+        "subset": Subset(a, [3, 1, 4, 1, 5, 9, 2, 6, 49]),
+        "concat": ConcatDataset([a, b, Subset(c, list(range(0, 20, 3)))]),
+    }
 
 
 @pytest.mark.parametrize("name", ["tensors", "subset", "concat"])
@@ -24,10 +27,16 @@ def test_batches_equal_the_per_example_path(name: str, sampler: str) -> None:
 
     def batches(fast: bool) -> list[tuple[torch.Tensor, ...]]:
         torch.manual_seed(1)  # both loaders draw the same sampler order
-        kwargs = ({"shuffle": True} if sampler == "shuffle"
-                  else {"sampler": CyclingSampler(len(dataset), 3 * len(dataset) + 1)})
-        loader = (DataLoader(BatchFetch(dataset), batch_size=8, collate_fn=as_batch, **kwargs)
-                  if fast else DataLoader(dataset, batch_size=8, **kwargs))
+        kwargs = (
+            {"shuffle": True}
+            if sampler == "shuffle"
+            else {"sampler": CyclingSampler(len(dataset), 3 * len(dataset) + 1)}
+        )
+        loader = (
+            DataLoader(BatchFetch(dataset), batch_size=8, collate_fn=as_batch, **kwargs)
+            if fast
+            else DataLoader(dataset, batch_size=8, **kwargs)
+        )
         return list(loader)
 
     slow, fast = batches(False), batches(True)
@@ -70,5 +79,7 @@ def test_image_configs_fetch_batches_by_default(compose_cfg) -> None:
     slow = instantiate(compose_cfg("data=digits", "data.batch_fetch=false").data)
     slow.setup()
     assert not isinstance(slow.test_dataloader().dataset, BatchFetch)
-    assert all(torch.equal(a, b) for a, b in zip(next(iter(slow.test_dataloader())),
-                                                  next(iter(data.test_dataloader()))))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(next(iter(slow.test_dataloader())), next(iter(data.test_dataloader())))
+    )

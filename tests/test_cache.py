@@ -8,12 +8,24 @@ from ssl_lab.cache import pretrain_key
 def test_key_depends_on_pretraining_choices_only(compose_cfg):
     base = pretrain_key(compose_cfg())
     assert base.startswith("rotation-")
-    for same in (["downstream=finetune"], ["data.labels_per_class=10"], ["logger=none"],
-                 ["downstream.epochs=99"], ["trainer.enable_progress_bar=true"]):
+    for same in (
+        ["downstream=finetune"],
+        ["data.labels_per_class=10"],
+        ["logger=none"],
+        ["downstream.epochs=99"],
+        ["trainer.enable_progress_bar=true"],
+    ):
         assert pretrain_key(compose_cfg(*same)) == base, same
-    for other in (["seed=1"], ["pretext.epochs=3"], ["pretext.lr=0.1"], ["data.size=16"],
-                  ["backbone=resnet18"], ["data.batch_size=64"], ["trainer.precision=bf16-mixed"],
-                  ["nonfinite=skip"]):
+    for other in (
+        ["seed=1"],
+        ["pretext.epochs=3"],
+        ["pretext.lr=0.1"],
+        ["data.size=16"],
+        ["backbone=resnet18"],
+        ["data.batch_size=64"],
+        ["trainer.precision=bf16-mixed"],
+        ["nonfinite=skip"],
+    ):
         assert pretrain_key(compose_cfg(*other)) != base, other
 
 
@@ -22,6 +34,7 @@ def _slow_build(entry, marker_dir, tag):
         (marker_dir / f"built-by-{tag}").touch()
         time.sleep(1.0)
         (staging / "weights").write_text(tag)
+
     return build_once(entry, build)
 
 
@@ -34,8 +47,10 @@ def test_racing_jobs_build_once_and_the_others_reuse(tmp_path):
     markers.mkdir()
     with multiprocessing.Manager() as manager:
         results = manager.dict()
-        jobs = [multiprocessing.Process(target=_racer, args=(entry, markers, tag, results))
-                for tag in ("a", "b")]
+        jobs = [
+            multiprocessing.Process(target=_racer, args=(entry, markers, tag, results))
+            for tag in ("a", "b")
+        ]
         for job in jobs:
             job.start()
         for job in jobs:

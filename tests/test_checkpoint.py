@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import TINY, run_cli, write_crafted_pickle
+
 from ssl_lab.backbones.checkpoint import load_backbone_weights, read_meta, save_backbone
 from ssl_lab.backbones.resnet import ResNet
 from ssl_lab.backbones.small_cnn import SmallCNN
@@ -23,8 +23,13 @@ def test_safetensors_round_trip_keeps_weights_and_facts(tmp_path):
 def test_lightning_style_state_dict_loads_with_prefix_stripped(tmp_path):
     source = SmallCNN(1, (8,))
     path = tmp_path / "model.ckpt"
-    torch.save({"state_dict": {f"backbone.{k}": v for k, v in source.state_dict().items()}
-                | {"task.head.weight": torch.zeros(4, 8)}}, path)
+    torch.save(
+        {
+            "state_dict": {f"backbone.{k}": v for k, v in source.state_dict().items()}
+            | {"task.head.weight": torch.zeros(4, 8)}
+        },
+        path,
+    )
     target = SmallCNN(1, (8,))
     load_backbone_weights(target, path)
     assert torch.equal(target.stages[0][0].weight, source.stages[0][0].weight)
@@ -55,7 +60,8 @@ def test_crafted_pickle_as_backbone_checkpoint_fails_the_run_in_one_line(tmp_pat
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(
         f"ssl-lab: error: backbone.checkpoint: refused {tmp_path / 'evil.ckpt'}: not a plain "
-        f"tensor checkpoint"), result.stderr
+        f"tensor checkpoint"
+    ), result.stderr
     assert not marker.exists()
     assert not list(tmp_path.rglob("metrics.json"))
 

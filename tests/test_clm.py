@@ -20,8 +20,9 @@ def _position_losses(backbone: TextTransformer, ids: torch.Tensor) -> torch.Tens
 @pytest.mark.parametrize("causal", [True, False])
 def test_loss_before_t_ignores_tokens_after_t_only_when_causal(causal):
     torch.manual_seed(0)
-    backbone = TextTransformer(VOCAB.size, max_length=16, width=32, depth=2, heads=2,
-                               causal=causal).eval()
+    backbone = TextTransformer(
+        VOCAB.size, max_length=16, width=32, depth=2, heads=2, causal=causal
+    ).eval()
     ids = torch.randint(5, VOCAB.size, (3, 12))
     changed = ids.clone()
     changed[:, 8] = (ids[:, 8] + 7) % (VOCAB.size - 5) + 5  # perturb token 8
@@ -40,4 +41,6 @@ def test_clm_scores_every_real_next_token_and_refuses_a_bidirectional_backbone()
     causal = TextTransformer(VOCAB.size, max_length=8, width=32, depth=1, heads=2, causal=True)
     assert task(causal, (inputs, scored)).shape == (7, VOCAB.size)
     with pytest.raises(SslLabError, match="causal backbone"):
-        task(TextTransformer(VOCAB.size, max_length=8, width=32, depth=1, heads=2), (inputs, scored))
+        task(
+            TextTransformer(VOCAB.size, max_length=8, width=32, depth=1, heads=2), (inputs, scored)
+        )

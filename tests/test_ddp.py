@@ -1,7 +1,6 @@
 """The DDP code path on CPU: two processes (gloo), one writer, every test example counted once."""
 
 import pytest
-
 from conftest import read_metrics, run_cli
 
 
@@ -9,8 +8,15 @@ from conftest import read_metrics, run_cli
 def test_two_process_scores_match_one_process_in_one_sweep(tmp_path):
     # a sweep of DDP jobs in one Hydra process also checks that each job's helper process runs
     # only its own job, and that the next job starts a fresh process group
-    result = run_cli(tmp_path, "-m", "trainer=cpu,ddp_cpu", "pretext=none",
-                     "downstream=knn,linear_probe", "logger=none", "data.labels_per_class=20")
+    result = run_cli(
+        tmp_path,
+        "-m",
+        "trainer=cpu,ddp_cpu",
+        "pretext=none",
+        "downstream=knn,linear_probe",
+        "logger=none",
+        "data.labels_per_class=20",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = read_metrics(tmp_path / "outputs" / "multirun")
     assert len(runs) == 4  # the helper processes wrote no metrics of their own
@@ -25,5 +31,6 @@ def test_two_process_scores_match_one_process_in_one_sweep(tmp_path):
     # kNN trains nothing: gathered features give exactly the single-process answer
     assert by_trainer["ddp", "knn"] == by_trainer["single", "knn"]
     # a trained head differs only by the order the two processes saw the batches in
-    assert by_trainer["ddp", "linear_probe"] == pytest.approx(by_trainer["single", "linear_probe"],
-                                                             abs=0.01)
+    assert by_trainer["ddp", "linear_probe"] == pytest.approx(
+        by_trainer["single", "linear_probe"], abs=0.01
+    )

@@ -4,7 +4,6 @@ run_info.json). Another seed: other labelled examples, other numbers."""
 import json
 
 import pytest
-
 from conftest import RESUMABLE, read_metrics, run_cli, run_in_process
 
 

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, read_metrics, run_cli
 
 REQUIRED = {"pretext", "downstream", "data", "backbone", "seed", "score", "score_name", "n_labels"}
@@ -16,13 +15,21 @@ PRETEXTS = ("none", "rotation", "supervised", "jigsaw", "inpainting")
 
 @pytest.mark.slow
 def test_sweep_of_pretext_by_downstream_writes_one_metrics_file_per_job(tmp_path):
-    result = run_cli(tmp_path, "-m", f"pretext={','.join(PRETEXTS)}",
-                     "downstream=linear_probe,finetune", "data.labels_per_class=20", *TINY,
-                     "logger=csv", "pretext.epochs=3")
+    result = run_cli(
+        tmp_path,
+        "-m",
+        f"pretext={','.join(PRETEXTS)}",
+        "downstream=linear_probe,finetune",
+        "data.labels_per_class=20",
+        *TINY,
+        "logger=csv",
+        "pretext.epochs=3",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = read_metrics(tmp_path / "outputs" / "multirun")
     assert sorted((m["pretext"], m["downstream"]) for m in runs) == sorted(
-        (p, d) for p in PRETEXTS for d in ("finetune", "linear_probe"))
+        (p, d) for p in PRETEXTS for d in ("finetune", "linear_probe")
+    )
     for m in runs:
         assert REQUIRED <= m.keys()
         assert m["score_name"] == "test/acc" and m["n_labels"] == 200
@@ -53,8 +60,14 @@ def test_sweep_of_pretext_by_downstream_writes_one_metrics_file_per_job(tmp_path
 @pytest.mark.slow
 def test_pretext_loss_falls_and_the_backbone_is_handed_over(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli(tmp_path, f"hydra.run.dir={run_dir}", *TINY, "logger=csv",
-                     "pretext.epochs=4", "data.labels_per_class=10")
+    result = run_cli(
+        tmp_path,
+        f"hydra.run.dir={run_dir}",
+        *TINY,
+        "logger=csv",
+        "pretext.epochs=4",
+        "data.labels_per_class=10",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test/acc" in result.stdout  # the summary table
     rows = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
@@ -68,8 +81,13 @@ def test_pretext_loss_falls_and_the_backbone_is_handed_over(tmp_path):
 
     # transfer again from the handed-over weights, without pretraining
     again = tmp_path / "again"
-    result = run_cli(tmp_path, f"hydra.run.dir={again}", *TINY, "data.labels_per_class=10",
-                     f"backbone.checkpoint={weights}")
+    result = run_cli(
+        tmp_path,
+        f"hydra.run.dir={again}",
+        *TINY,
+        "data.labels_per_class=10",
+        f"backbone.checkpoint={weights}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (reused,) = read_metrics(again)
     assert reused["pretext"] == "rotation" and "pretext_loss" not in reused

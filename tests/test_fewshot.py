@@ -16,8 +16,9 @@ def _noisy_one_hot(noise: float, seed: int = 0) -> torch.Tensor:
 
 
 def test_episodes_hold_distinct_classes_and_distinct_examples_of_each():
-    support, queries = sample_episodes(LABELS, ways=5, shots=3, queries=4, episodes=50,
-                                       generator=torch.Generator().manual_seed(0))
+    support, queries = sample_episodes(
+        LABELS, ways=5, shots=3, queries=4, episodes=50, generator=torch.Generator().manual_seed(0)
+    )
     assert support.shape == (50, 5, 3) and queries.shape == (50, 5, 4)
     drawn = torch.cat([support, queries], dim=2)
     for episode in drawn:
@@ -38,9 +39,14 @@ def test_fewer_eligible_classes_than_ways_is_refused_in_one_line():
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("predict", [
-    partial(prototype_predict, distance="euclidean"), partial(prototype_predict, distance="cosine"),
-    partial(linear_predict, steps=20, optimizer=partial(torch.optim.AdamW, lr=0.1))])
+@pytest.mark.parametrize(
+    "predict",
+    [
+        partial(prototype_predict, distance="euclidean"),
+        partial(prototype_predict, distance="cosine"),
+        partial(linear_predict, steps=20, optimizer=partial(torch.optim.AdamW, lr=0.1)),
+    ],
+)
 def test_features_equal_to_one_hot_labels_are_classified_perfectly(predict):
     features = F.one_hot(LABELS).float()
     support, queries = sample_episodes(LABELS, 5, 2, 15, 40, torch.Generator().manual_seed(0))
@@ -50,7 +56,8 @@ def test_features_equal_to_one_hot_labels_are_classified_perfectly(predict):
 
 def test_one_hot_features_score_one_for_every_shot_with_the_largest_as_score():
     metrics = FewShot("fewshot", "any", seed=0, shots=[5, 1], episodes=20).evaluate_features(
-        F.one_hot(LABELS).float(), LABELS)
+        F.one_hot(LABELS).float(), LABELS
+    )
     assert metrics["fewshot_5way_1shot"] == metrics["fewshot_5way_5shot"] == 1.0
     assert metrics["score"] == 1.0 and metrics["score_ci95"] == 0.0
     assert metrics["score_name"] == "fewshot/5way_5shot"
@@ -67,6 +74,8 @@ def test_confidence_interval_shrinks_with_more_episodes():
 
 def test_the_seed_fixes_the_episodes():
     features = _noisy_one_hot(noise=0.6)
-    runs = [FewShot("fewshot", "any", seed=s, episodes=30).evaluate_features(features, LABELS)
-            for s in (0, 0, 1)]
+    runs = [
+        FewShot("fewshot", "any", seed=s, episodes=30).evaluate_features(features, LABELS)
+        for s in (0, 0, 1)
+    ]
     assert runs[0] == runs[1] and runs[0]["score"] != runs[2]["score"]

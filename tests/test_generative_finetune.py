@@ -3,12 +3,16 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
-
 from conftest import TINY, read_metrics, run_cli
+
 from ssl_lab.backbones.small_cnn import SmallCNN
 from ssl_lab.data.digits import DigitsDataModule
-from ssl_lab.downstream.generative_finetune import (GenerativeFinetune, center_mask,
-                                                    reinitialised, target_style)
+from ssl_lab.downstream.generative_finetune import (
+    GenerativeFinetune,
+    center_mask,
+    reinitialised,
+    target_style,
+)
 from ssl_lab.errors import SslLabError
 
 
@@ -31,8 +35,9 @@ def test_styles_pick_one_class_or_transform_every_image_in_normalised_units():
 
 def test_an_unknown_style_is_refused_in_one_line():
     with pytest.raises(SslLabError, match="downstream.style=sepia"):
-        GenerativeFinetune("generative_finetune", "image", "sepia", 4, 1, 2, 1e-3,
-                           torch.optim.AdamW, seed=0)
+        GenerativeFinetune(
+            "generative_finetune", "image", "sepia", 4, 1, 2, 1e-3, torch.optim.AdamW, seed=0
+        )
 
 
 def test_the_scratch_model_is_the_same_architecture_with_fresh_weights():
@@ -50,17 +55,39 @@ def test_transfer_and_scratch_train_the_configured_steps_and_report_psnr_and_ssi
     trainers = []
 
     def make_trainer(max_epochs: int, logger=None, callbacks=None) -> pl.Trainer:
-        trainers.append(pl.Trainer(accelerator="cpu", max_epochs=max_epochs, logger=False,
-                                   enable_progress_bar=False, enable_checkpointing=False,
-                                   enable_model_summary=False))
+        trainers.append(
+            pl.Trainer(
+                accelerator="cpu",
+                max_epochs=max_epochs,
+                logger=False,
+                enable_progress_bar=False,
+                enable_checkpointing=False,
+                enable_model_summary=False,
+            )
+        )
         return trainers[-1]
 
-    task = GenerativeFinetune("generative_finetune", "image", "class:3", images=8, steps=7,
-                              batch_size=4, lr=1e-3, optimizer=torch.optim.AdamW,
-                              seed=0, decoder_levels=3)
+    task = GenerativeFinetune(
+        "generative_finetune",
+        "image",
+        "class:3",
+        images=8,
+        steps=7,
+        batch_size=4,
+        lr=1e-3,
+        optimizer=torch.optim.AdamW,
+        seed=0,
+        decoder_levels=3,
+    )
     metrics = task.evaluate(SmallCNN(1, (8, 16, 32)), data, make_trainer)
-    assert {"score", "score_name", "psnr_scratch", "psnr_gain", "ssim",
-            "ssim_scratch"} <= metrics.keys()
+    assert {
+        "score",
+        "score_name",
+        "psnr_scratch",
+        "psnr_gain",
+        "ssim",
+        "ssim_scratch",
+    } <= metrics.keys()
     assert metrics["score_name"] == "test/psnr" and math.isfinite(metrics["score"])
     assert math.isfinite(metrics["psnr_scratch"]) and -1.0 <= metrics["ssim"] <= 1.0
     assert metrics["psnr_gain"] == pytest.approx(metrics["score"] - metrics["psnr_scratch"])
@@ -71,8 +98,14 @@ def test_transfer_and_scratch_train_the_configured_steps_and_report_psnr_and_ssi
 @pytest.mark.slow
 def test_inpainting_pretraining_then_generative_finetune_runs_end_to_end(tmp_path):
     tiny = [a for a in TINY if not a.startswith("downstream.")]  # it counts steps, not epochs
-    result = run_cli(tmp_path, "pretext=inpainting", "downstream=generative_finetune", *tiny,
-                     "downstream.steps=10", "downstream.style=class:3")
+    result = run_cli(
+        tmp_path,
+        "pretext=inpainting",
+        "downstream=generative_finetune",
+        *tiny,
+        "downstream.steps=10",
+        "downstream.style=class:3",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics,) = read_metrics(tmp_path / "outputs")
     assert metrics["pretext"] == "inpainting" and metrics["generative_steps"] == 10

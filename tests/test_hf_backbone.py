@@ -14,10 +14,10 @@ import pytest
 transformers = pytest.importorskip("transformers")
 
 import torch  # noqa: E402
+from conftest import read_runs, run_cli  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
 
-from conftest import read_runs, run_cli  # noqa: E402
 from ssl_lab.backbones.checkpoint import load_backbone_weights, read_meta  # noqa: E402
 from ssl_lab.backbones.hf import HuggingFaceBackbone  # noqa: E402
 from ssl_lab.data.tokenizer import load_tokenizer  # noqa: E402
@@ -26,11 +26,21 @@ from ssl_lab.predict import continue_text, fill_masks, load_text_backbone  # noq
 
 PROMPT_CHARACTERS = "总之很我觉得差好。"  # the default patterns and verbalizers of reviews_zh
 MAX_POSITIONS = 64  # below the default backbone.tokenizer.max_length (128): the model's limit wins
-TINY_TEXT = ["data=reviews_zh", "data.test_fraction=0.05", "data.batch_size=16", "backbone=hf",
-             "logger=none", "monitor.knn=false", "pretext.epochs=1", "downstream.epochs=1",
-             "+trainer.limit_train_batches=5", "+trainer.limit_val_batches=2",
-             "+trainer.limit_test_batches=3", "+trainer.limit_predict_batches=3",
-             "+trainer.num_sanity_val_steps=0"]
+TINY_TEXT = [
+    "data=reviews_zh",
+    "data.test_fraction=0.05",
+    "data.batch_size=16",
+    "backbone=hf",
+    "logger=none",
+    "monitor.knn=false",
+    "pretext.epochs=1",
+    "downstream.epochs=1",
+    "+trainer.limit_train_batches=5",
+    "+trainer.limit_val_batches=2",
+    "+trainer.limit_test_batches=3",
+    "+trainer.limit_predict_batches=3",
+    "+trainer.num_sanity_val_steps=0",
+]
 
 
 @cache
@@ -43,11 +53,19 @@ def corpus_characters(count: int) -> list[str]:
 
 
 def save_tiny_bert(directory: Path, characters: list[str]) -> None:
-    vocab = {token: i for i, token in
-             enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *characters])}
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64,
-                                     max_position_embeddings=MAX_POSITIONS, pad_token_id=0)
+    vocab = {
+        token: i
+        for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *characters])
+    }
+    config = transformers.BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=MAX_POSITIONS,
+        pad_token_id=0,
+    )
     transformers.BertForMaskedLM(config).save_pretrained(directory)
     transformers.BertTokenizerFast(vocab=vocab).save_pretrained(directory)
 
@@ -57,14 +75,25 @@ def save_tiny_gpt2(directory: Path, characters: list[str]) -> None:
     vocab = {token: i for i, token in enumerate(["<unk>", "<|endoftext|>", *characters])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("."), behavior="isolated")])
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("."), behavior="isolated")]
+    )
     backend.decoder = decoders.Fuse()
     tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="<unk>", bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>")
-    config = transformers.GPT2Config(vocab_size=len(vocab), n_embd=32, n_layer=2, n_head=2,
-                                     n_inner=64, n_positions=MAX_POSITIONS, bos_token_id=1,
-                                     eos_token_id=1)
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+    )
+    config = transformers.GPT2Config(
+        vocab_size=len(vocab),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_inner=64,
+        n_positions=MAX_POSITIONS,
+        bos_token_id=1,
+        eos_token_id=1,
+    )
     transformers.GPT2LMHeadModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
 
@@ -142,12 +171,23 @@ def test_tokenizer_keeps_texts_within_the_models_positions(model_dirs):
 
 @pytest.mark.slow
 def test_masked_model_prompts_finetunes_and_continues_pretraining(model_dirs, tmp_path):
-    result = run_cli(tmp_path, "-m", *TINY_TEXT, f"backbone.path={model_dirs['bert']}",
-                     "pretext=none,mlm", "downstream=prompt,finetune", "data.labels_per_class=20")
+    result = run_cli(
+        tmp_path,
+        "-m",
+        *TINY_TEXT,
+        f"backbone.path={model_dirs['bert']}",
+        "pretext=none,mlm",
+        "downstream=prompt,finetune",
+        "data.labels_per_class=20",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = {(m["pretext"], m["downstream"]): m for m in read_runs(tmp_path / "outputs")}
-    assert sorted(runs) == [("mlm", "finetune"), ("mlm", "prompt"),
-                            ("none", "finetune"), ("none", "prompt")]
+    assert sorted(runs) == [
+        ("mlm", "finetune"),
+        ("mlm", "prompt"),
+        ("none", "finetune"),
+        ("none", "prompt"),
+    ]
 
     for pretext in ("none", "mlm"):
         prompt = runs[pretext, "prompt"]  # zero-shot: the pretrained LM head, no labels
@@ -180,8 +220,14 @@ def test_masked_model_prompts_finetunes_and_continues_pretraining(model_dirs, tm
 @pytest.mark.slow
 def test_causal_model_continues_pretraining_with_clm_and_prompts(model_dirs, tmp_path):
     patterns = "downstream.patterns=['{text}。总之很[MASK]。','{text}。我觉得[MASK]']"
-    result = run_cli(tmp_path, *TINY_TEXT, f"backbone.path={model_dirs['gpt2']}", "pretext=clm",
-                     "downstream=prompt", patterns)
+    result = run_cli(
+        tmp_path,
+        *TINY_TEXT,
+        f"backbone.path={model_dirs['gpt2']}",
+        "pretext=clm",
+        "downstream=prompt",
+        patterns,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = read_runs(tmp_path / "outputs")
     assert run["pretrain_cache"] == "miss" and 0.0 < run["pretext_loss"] < 1.5 * math.log(400)
@@ -197,33 +243,54 @@ def test_causal_model_continues_pretraining_with_clm_and_prompts(model_dirs, tmp
 
 @pytest.mark.slow
 def test_clm_on_a_masked_model_is_refused_in_one_line(model_dirs, tmp_path):
-    result = run_cli(tmp_path, *TINY_TEXT, f"backbone.path={model_dirs['bert']}", "pretext=clm",
-                     "downstream=linear_probe")
-    assert_one_line_error(result, "is a masked language model (BertForMaskedLM), but the "
-                                  "pretext needs a causal one")
+    result = run_cli(
+        tmp_path,
+        *TINY_TEXT,
+        f"backbone.path={model_dirs['bert']}",
+        "pretext=clm",
+        "downstream=linear_probe",
+    )
+    assert_one_line_error(
+        result, "is a masked language model (BertForMaskedLM), but the pretext needs a causal one"
+    )
     assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob("*.safetensors"))
 
 
 @pytest.mark.slow
 def test_a_missing_model_directory_is_refused_in_one_line(tmp_path):
     missing = tmp_path / "missing"
-    result = run_cli(tmp_path, *TINY_TEXT, f"backbone.path={missing}", "pretext=none",
-                     "downstream=prompt")
+    result = run_cli(
+        tmp_path, *TINY_TEXT, f"backbone.path={missing}", "pretext=none", "downstream=prompt"
+    )
     assert_one_line_error(result, f"backbone.path={missing}: not a Hugging Face model directory")
 
 
 MODEL, TOKENIZER = ("config.json", "model.safetensors"), ("tokenizer.json", "tokenizer_config.json")
 
 
-@pytest.mark.parametrize("files, loader, cause", [
-    ((), "data", "no such file or directory"),
-    ((), "backbone", "not a Hugging Face model directory (no config.json)"),
-    (MODEL, "data", "transformers finds no tokenizer there"),
-    (MODEL, "backbone", "transformers finds no tokenizer there"),
-    (TOKENIZER, "backbone", "not a Hugging Face model directory (no config.json)"),
-    ((*TOKENIZER, "config.json"), "backbone", "transformers cannot load it as AutoModelForMaskedLM"),
-], ids=["data: missing", "backbone: missing", "data: model only", "backbone: model only",
-        "backbone: tokenizer only", "backbone: no weights"])
+@pytest.mark.parametrize(
+    "files, loader, cause",
+    [
+        ((), "data", "no such file or directory"),
+        ((), "backbone", "not a Hugging Face model directory (no config.json)"),
+        (MODEL, "data", "transformers finds no tokenizer there"),
+        (MODEL, "backbone", "transformers finds no tokenizer there"),
+        (TOKENIZER, "backbone", "not a Hugging Face model directory (no config.json)"),
+        (
+            (*TOKENIZER, "config.json"),
+            "backbone",
+            "transformers cannot load it as AutoModelForMaskedLM",
+        ),
+    ],
+    ids=[
+        "data: missing",
+        "backbone: missing",
+        "data: model only",
+        "backbone: model only",
+        "backbone: tokenizer only",
+        "backbone: no weights",
+    ],
+)
 def test_each_reader_of_the_path_names_what_it_lacks(model_dirs, tmp_path, files, loader, cause):
     """``backbone.path`` is read twice: by the data (its tokenizer) and by the backbone."""
     partial = tmp_path / "partial"

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, read_metrics, run_cli, run_in_process
 from hydra.utils import instantiate
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from conftest import TINY, read_metrics, run_cli, run_in_process
 from ssl_lab.data.image_folder import ImageFolderDataModule
 from ssl_lab.data.images import channels_first
 from ssl_lab.data.in_memory import UNLABELLED
@@ -41,8 +41,13 @@ def write_tree(root: Path, per_class: int = 4, classes=("cat", "dog", "fox")) ->
 
 
 def folder(root: Path, tmp_path: Path, **kwargs) -> ImageFolderDataModule:
-    return ImageFolderDataModule(root=str(root), cache_dir=str(tmp_path / "cache"), name="folder",
-                                 threads=2, **{"channels": 3, **COMMON, **kwargs})
+    return ImageFolderDataModule(
+        root=str(root),
+        cache_dir=str(tmp_path / "cache"),
+        name="folder",
+        threads=2,
+        **{"channels": 3, **COMMON, **kwargs},
+    )
 
 
 def test_channels_last_is_detected_only_when_the_last_axis_alone_looks_like_channels():
@@ -55,11 +60,13 @@ def test_channels_last_is_detected_only_when_the_last_axis_alone_looks_like_chan
 
 def test_npz_channels_last_uint8_uses_the_files_own_test_split(tmp_path):
     rng = np.random.default_rng(0)
-    path = write_npz(tmp_path / "tiny.npz",
-                     x_train=rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8),
-                     y_train=np.arange(40) % 3,
-                     x_test=rng.integers(0, 256, (9, 8, 8, 3), dtype=np.uint8),
-                     y_test=np.arange(9) % 3)
+    path = write_npz(
+        tmp_path / "tiny.npz",
+        x_train=rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8),
+        y_train=np.arange(40) % 3,
+        x_test=rng.integers(0, 256, (9, 8, 8, 3), dtype=np.uint8),
+        y_test=np.arange(9) % 3,
+    )
     data = NpzDataModule(path=str(path), name="npz", channels=3, **COMMON)
     data.setup()
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 30, "val": 10, "test": 9}
@@ -70,8 +77,11 @@ def test_npz_channels_last_uint8_uses_the_files_own_test_split(tmp_path):
 
 
 def test_npz_float_grayscale_without_test_split_is_split_by_seed_and_resized(tmp_path):
-    path = write_npz(tmp_path / "tiny.npz", x_train=np.random.default_rng(0).random((40, 6, 6)),
-                     y_train=np.arange(40) % 3)
+    path = write_npz(
+        tmp_path / "tiny.npz",
+        x_train=np.random.default_rng(0).random((40, 6, 6)),
+        y_train=np.arange(40) % 3,
+    )
     data = NpzDataModule(path=str(path), name="npz", channels=1, **COMMON)
     data.setup()
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 20, "val": 10, "test": 10}
@@ -79,10 +89,13 @@ def test_npz_float_grayscale_without_test_split_is_split_by_seed_and_resized(tmp
     assert float(data.mean) == pytest.approx(0.5, abs=0.1)  # floats are taken as [0, 1]
 
 
-@pytest.mark.parametrize("make", [
-    lambda tmp: NpzDataModule(path=str(tmp / "missing.npz"), name="npz", channels=1, **COMMON),
-    lambda tmp: folder(tmp / "missing", tmp),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda tmp: NpzDataModule(path=str(tmp / "missing.npz"), name="npz", channels=1, **COMMON),
+        lambda tmp: folder(tmp / "missing", tmp),
+    ],
+)
 def test_a_missing_path_is_refused_naming_it(tmp_path, make):
     with pytest.raises(SslLabError, match="missing"):
         make(tmp_path).setup()
@@ -129,6 +142,7 @@ def test_image_folder_is_decoded_once_then_read_from_the_cache(tmp_path, monkeyp
 
     def no_decoding(self, path):
         raise AssertionError("decoded again")
+
     monkeypatch.setattr(ImageFolderDataModule, "_decode", no_decoding)
     again = folder(tmp_path / "tree", tmp_path).load_arrays()
     assert np.array_equal(first["x_train"], again["x_train"])
@@ -141,7 +155,7 @@ def test_image_folder_is_decoded_once_then_read_from_the_cache(tmp_path, monkeyp
 def write_corrupt(tree: Path) -> None:
     (tree / "dog" / "garbage.png").write_bytes(b"not an image")
     png = (tree / "dog" / "0.png").read_bytes()
-    (tree / "fox" / "truncated.png").write_bytes(png[:len(png) // 2])
+    (tree / "fox" / "truncated.png").write_bytes(png[: len(png) // 2])
 
 
 def test_corrupt_images_are_skipped_counted_and_warned_about(tmp_path, caplog):
@@ -162,9 +176,15 @@ def test_corrupt_images_are_skipped_counted_and_warned_about(tmp_path, caplog):
 def test_a_run_records_how_many_corrupt_images_it_skipped(tmp_path):
     write_tree(tmp_path / "tree", per_class=10)
     write_corrupt(tmp_path / "tree")
-    metrics = run_in_process(tmp_path / "run", *TINY, "pretext=none", "data=image_folder",
-                             f"data.root={tmp_path / 'tree'}", "data.num_classes=3",
-                             "data.threads=2")
+    metrics = run_in_process(
+        tmp_path / "run",
+        *TINY,
+        "pretext=none",
+        "data=image_folder",
+        f"data.root={tmp_path / 'tree'}",
+        "data.num_classes=3",
+        "data.threads=2",
+    )
     assert metrics["skipped_images"] == 2 and metrics["n_labels"] == 21  # 30 readable, 70%
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["skipped_images"] == 2
 
@@ -209,9 +229,18 @@ class FakeSTL10:
 
 def test_unlabelled_images_are_pretrained_on_but_never_labelled_validated_or_tested(tmp_path):
     data = TorchvisionDataModule(
-        dataset=FakeSTL10, root=str(tmp_path), download=False, name="stl10", channels=3,
-        split_args={"train": {"split": "train"}, "test": {"split": "test"},
-                    "unlabelled": {"split": "unlabeled"}}, **COMMON)
+        dataset=FakeSTL10,
+        root=str(tmp_path),
+        download=False,
+        name="stl10",
+        channels=3,
+        split_args={
+            "train": {"split": "train"},
+            "test": {"split": "test"},
+            "unlabelled": {"split": "unlabeled"},
+        },
+        **COMMON,
+    )
     data.setup()
     pretraining = torch.cat([y for _, y in data.unlabelled_dataloader()])
     assert len(pretraining) == 22 + 50 and (pretraining == UNLABELLED).sum() == 50
@@ -225,7 +254,8 @@ def test_unlabelled_images_are_pretrained_on_but_never_labelled_validated_or_tes
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "stl10"])
 def test_a_torchvision_dataset_absent_without_download_is_refused_naming_root(
-        compose_cfg, tmp_path, name):
+    compose_cfg, tmp_path, name
+):
     cfg = compose_cfg(f"data={name}", f"paths.data_dir={tmp_path / 'absent'}")
     assert cfg.data.download is False
     cause = rf"data={name}: not found under .*absent .*data.download=true"
@@ -246,8 +276,12 @@ def test_shared_mnist_npz_has_60000_train_and_10000_test(compose_cfg):
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "cifar10-jpeg.tar.gz").is_file(), reason="no shared CIFAR-10")
 def test_shared_cifar10_jpeg_archive_has_50000_train_and_10000_test(compose_cfg, tmp_path):
-    cfg = compose_cfg("data=image_folder", f"data.root={SHARED / 'cifar10-jpeg.tar.gz'}",
-                      f"paths.output_dir={tmp_path}", "data.threads=2")
+    cfg = compose_cfg(
+        "data=image_folder",
+        f"data.root={SHARED / 'cifar10-jpeg.tar.gz'}",
+        f"paths.output_dir={tmp_path}",
+        "data.threads=2",
+    )
     data = instantiate(cfg.data)
     arrays = data.load_arrays()
     assert arrays["x_train"].shape == (50000, 3, 32, 32)
@@ -259,10 +293,21 @@ def test_shared_cifar10_jpeg_archive_has_50000_train_and_10000_test(compose_cfg,
 def test_rotation_then_linear_probe_on_an_npz_beats_chance(tmp_path):
     digits = load_digits()
     images = (digits.images * 255 / 16).astype(np.uint8)
-    path = write_npz(tmp_path / "digits.npz", x_train=images[:1400], y_train=digits.target[:1400],
-                     x_test=images[1400:], y_test=digits.target[1400:])
-    result = run_cli(tmp_path, "data=npz", f"data.path={path}", "pretext=rotation",
-                     "downstream=linear_probe", *TINY)
+    path = write_npz(
+        tmp_path / "digits.npz",
+        x_train=images[:1400],
+        y_train=digits.target[:1400],
+        x_test=images[1400:],
+        y_test=digits.target[1400:],
+    )
+    result = run_cli(
+        tmp_path,
+        "data=npz",
+        f"data.path={path}",
+        "pretext=rotation",
+        "downstream=linear_probe",
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics,) = read_metrics(tmp_path / "outputs")
     assert metrics["data"] == "npz" and metrics["n_labels"] == 1260

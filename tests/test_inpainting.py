@@ -18,7 +18,9 @@ def test_random_blocks_cover_at_most_a_quarter_and_move():
     assert fraction.max().item() <= 0.25 + 1e-6
     assert fraction.min().item() >= 1 / 16  # at least one 8x8 block
     assert 0.18 < fraction.mean().item() < 0.25  # four blocks of 1/16, overlaps take some
-    assert not torch.equal(make_masks("random_blocks", 1, 32, 32), make_masks("random_blocks", 1, 32, 32))
+    assert not torch.equal(
+        make_masks("random_blocks", 1, 32, 32), make_masks("random_blocks", 1, 32, 32)
+    )
 
 
 def test_irregular_strokes_cover_about_a_sixth():
@@ -35,8 +37,9 @@ def test_hidden_pixels_are_set_to_the_mean_and_the_mask_travels_with_the_target(
     mask = targets[:, -1:].bool()
     assert torch.equal(targets[:, :3], images)
     assert (inputs.masked_select(mask.expand_as(inputs)) == 0).all()
-    assert torch.equal(inputs.masked_select(~mask.expand_as(inputs)),
-                       images.masked_select(~mask.expand_as(images)))
+    assert torch.equal(
+        inputs.masked_select(~mask.expand_as(inputs)), images.masked_select(~mask.expand_as(images))
+    )
 
 
 def test_loss_is_zero_when_the_hidden_region_and_its_ring_are_reconstructed():
@@ -96,6 +99,7 @@ def test_brush_mask_is_every_pixel_within_the_radius_of_a_point(radius):
     points[2, 0] = torch.tensor([0.5, width - 1.0])
     ys = torch.arange(height).view(1, 1, height, 1).float()
     xs = torch.arange(width).view(1, 1, 1, width).float()
-    reference = ((ys - points[..., 0, None, None]) ** 2 + (xs - points[..., 1, None, None]) ** 2
-                 <= radius ** 2).any(1, keepdim=True)
+    reference = (
+        (ys - points[..., 0, None, None]) ** 2 + (xs - points[..., 1, None, None]) ** 2 <= radius**2
+    ).any(1, keepdim=True)
     assert torch.equal(brush_mask(points, radius, height, width), reference)

@@ -35,7 +35,8 @@ def test_permutation_set_is_deterministic_by_seed():
 
 
 def _labelled_image(channels: int, size: int = 30) -> torch.Tensor:
-    """An image whose every 10x10 cell holds its own cell index, so tiles say where they came from."""
+    """An image whose every 10x10 cell holds its own cell index, so tiles say where they came
+    from."""
     cells = torch.arange(9, dtype=torch.float32).reshape(3, 3)
     image = cells.repeat_interleave(10, 0).repeat_interleave(10, 1)
     return image.expand(channels, size, size)

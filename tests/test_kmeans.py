@@ -17,5 +17,6 @@ def test_features_unrelated_to_the_classes_score_near_zero():
     generator = torch.Generator().manual_seed(0)
     labels = torch.arange(4).repeat(100)
     metrics = KMeansClustering("kmeans", "any", seed=0, n_init=2).evaluate_features(
-        torch.randn(len(labels), 16, generator=generator), labels, 4)
+        torch.randn(len(labels), 16, generator=generator), labels, 4
+    )
     assert metrics["score"] < 0.1 and abs(metrics["test_ari"]) < 0.1

@@ -1,15 +1,16 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import TINY, read_metrics, run_cli
+
 from ssl_lab.downstream.knn import knn_predict
 
 
 def test_features_equal_to_one_hot_labels_are_classified_perfectly():
     bank_labels, query_labels = torch.arange(50) % 5, torch.randint(0, 5, (30,))
-    predicted = knn_predict(F.one_hot(bank_labels).float(), bank_labels,
-                            F.one_hot(query_labels).float(), num_classes=5)
+    predicted = knn_predict(
+        F.one_hot(bank_labels).float(), bank_labels, F.one_hot(query_labels).float(), num_classes=5
+    )
     assert torch.equal(predicted, query_labels)
 
 
@@ -45,11 +46,21 @@ def test_k_beyond_the_bank_is_clamped_and_batching_does_not_change_predictions()
 def test_sweep_of_pretext_by_nonparametric_evaluators_reports_each_score(tmp_path):
     # No `downstream.epochs`: these evaluators do not train, so the key is not theirs to override.
     tiny = [a for a in TINY if not a.startswith("downstream.")]
-    result = run_cli(tmp_path, "-m", "pretext=none,rotation", "downstream=knn,fewshot,kmeans",
-                     "data.labels_per_class=10", *tiny)
+    result = run_cli(
+        tmp_path,
+        "-m",
+        "pretext=none,rotation",
+        "downstream=knn,fewshot,kmeans",
+        "data.labels_per_class=10",
+        *tiny,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = {(m["pretext"], m["downstream"]): m for m in read_metrics(tmp_path / "outputs" / "multirun")}
-    assert sorted(runs) == [(p, d) for p in ("none", "rotation") for d in ("fewshot", "kmeans", "knn")]
+    runs = {
+        (m["pretext"], m["downstream"]): m for m in read_metrics(tmp_path / "outputs" / "multirun")
+    }
+    assert sorted(runs) == [
+        (p, d) for p in ("none", "rotation") for d in ("fewshot", "kmeans", "knn")
+    ]
     for pretext in ("none", "rotation"):
         knn, fewshot, kmeans = (runs[pretext, d] for d in ("knn", "fewshot", "kmeans"))
         assert knn["score_name"] == "test/acc" and knn["knn_k"] == 100  # clamped to 10 x 10 labels

@@ -32,12 +32,15 @@ def test_no_limit_keeps_every_label():
     assert select_labelled(np.array([0, 1, 1, 2])).tolist() == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"labels_per_class": 0}, "must be at least 1"),
-    ({"labels_per_class": 11}, "larger than the smallest class"),
-    ({"label_fraction": 1.5}, "must be in (0, 1]"),
-    ({"labels_per_class": 2, "label_fraction": 0.5}, "not both"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"labels_per_class": 0}, "must be at least 1"),
+        ({"labels_per_class": 11}, "larger than the smallest class"),
+        ({"label_fraction": 1.5}, "must be in (0, 1]"),
+        ({"labels_per_class": 2, "label_fraction": 0.5}, "not both"),
+    ],
+)
 def test_impossible_subsets_are_refused(kwargs, message):
     labels = np.repeat(np.arange(2), [10, 30])
     with pytest.raises(SslLabError, match=re.escape(message)):
@@ -52,16 +55,21 @@ def _digits_subset(cfg):
 
 def test_digits_subset_is_the_same_for_every_pretext_and_changes_with_seed(compose_cfg):
     rotation = _digits_subset(compose_cfg("pretext=rotation", "data.labels_per_class=10"))
-    supervised = _digits_subset(compose_cfg("pretext=supervised", "downstream=finetune",
-                                            "data.labels_per_class=10"))
-    other_seed = _digits_subset(compose_cfg("pretext=rotation", "data.labels_per_class=10", "seed=1"))
+    supervised = _digits_subset(
+        compose_cfg("pretext=supervised", "downstream=finetune", "data.labels_per_class=10")
+    )
+    other_seed = _digits_subset(
+        compose_cfg("pretext=rotation", "data.labels_per_class=10", "seed=1")
+    )
     assert rotation.n_labels == 100
     labels = rotation.splits["train"].tensors[1][rotation.labelled_indices]
     assert labels.bincount().tolist() == [10] * 10
     assert np.array_equal(rotation.labelled_indices, supervised.labelled_indices)
     assert not np.array_equal(rotation.labelled_indices, other_seed.labelled_indices)
     # the split itself does not move with the seed: only the labelled subset does
-    assert rotation.splits["test"].tensors[1].tolist() == other_seed.splits["test"].tensors[1].tolist()
+    assert (
+        rotation.splits["test"].tensors[1].tolist() == other_seed.splits["test"].tensors[1].tolist()
+    )
 
 
 def test_a_fixed_length_epoch_cycles_through_the_subset_evenly():

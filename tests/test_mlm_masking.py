@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ssl_lab.pretext.mlm import IGNORE, MaskedLanguageModel, mask_tokens
 from ssl_lab.data.tokenizer import Vocabulary
+from ssl_lab.pretext.mlm import IGNORE, MaskedLanguageModel, mask_tokens
 
 VOCAB, MASK, SPECIAL = 1000, 4, (0, 1, 2, 3, 4)
 
@@ -24,8 +24,14 @@ def _batch(rows: int = 2000, length: int = 128, seed: int = 0) -> tuple[torch.Te
 def test_mask_tokens_selects_15_percent_and_splits_80_10_10():
     ids, special = _batch()
     assert (~special).sum() > 100_000
-    inputs, labels = mask_tokens(ids, special, VOCAB, MASK, generator=torch.Generator().manual_seed(1),
-                                 special_token_ids=SPECIAL)
+    inputs, labels = mask_tokens(
+        ids,
+        special,
+        VOCAB,
+        MASK,
+        generator=torch.Generator().manual_seed(1),
+        special_token_ids=SPECIAL,
+    )
     selected = labels != IGNORE
     rate = selected.sum() / (~special).sum()
     assert abs(rate - 0.15) < 0.005
@@ -36,11 +42,11 @@ def test_mask_tokens_selects_15_percent_and_splits_80_10_10():
     assert abs(masked.sum() / n - 0.8) < 0.01
     assert abs(kept.sum() / n - 0.1) < 0.01  # a random draw equal to the original: 1 in 995
     assert abs(replaced.sum() / n - 0.1) < 0.01
-    assert not (selected & special).any()                       # never a special or pad token
+    assert not (selected & special).any()  # never a special or pad token
     assert not torch.isin(inputs[replaced], torch.tensor(SPECIAL)).any()  # random: non-special
-    assert torch.equal(labels[selected], ids[selected])         # labels: the originals ...
-    assert (labels[~selected] == IGNORE).all()                  # ... and -100 everywhere else
-    assert torch.equal(inputs[~selected], ids[~selected])       # unselected tokens untouched
+    assert torch.equal(labels[selected], ids[selected])  # labels: the originals ...
+    assert (labels[~selected] == IGNORE).all()  # ... and -100 everywhere else
+    assert torch.equal(inputs[~selected], ids[~selected])  # unselected tokens untouched
 
 
 def test_mask_tokens_is_reproducible_with_a_generator_and_leaves_its_input_alone():
@@ -57,8 +63,9 @@ def test_mask_tokens_is_reproducible_with_a_generator_and_leaves_its_input_alone
 def test_whole_word_masking_selects_every_piece_of_a_word_or_none():
     ids, special = _batch(rows=400)
     continuation = torch.arange(500, VOCAB)  # pretend ids >= 500 are "##" pieces
-    task = MaskedLanguageModel(8, Vocabulary(VOCAB, 0, MASK, SPECIAL, tuple(continuation.tolist())),
-                               whole_word=True)
+    task = MaskedLanguageModel(
+        8, Vocabulary(VOCAB, 0, MASK, SPECIAL, tuple(continuation.tolist())), whole_word=True
+    )
     words = task.word_ids(ids)
     torch.manual_seed(0)
     (inputs, selected), targets = task.make_batch((ids, None))
@@ -77,15 +84,27 @@ def test_mask_rates_match_hugging_face_data_collator():
 
     vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
     vocab.update({f"t{i}": i for i in range(5, VOCAB)})
-    hf = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, "[UNK]")),
-                                 pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-                                 sep_token="[SEP]", mask_token="[MASK]")
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel(vocab, "[UNK]")),
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     ids, special = _batch()
     torch.manual_seed(5)
     collated = DataCollatorForLanguageModeling(hf, mlm_probability=0.15)(
-        [{"input_ids": row} for row in ids.tolist()])
-    ours = mask_tokens(ids, special, VOCAB, MASK, generator=torch.Generator().manual_seed(5),
-                       special_token_ids=SPECIAL)
+        [{"input_ids": row} for row in ids.tolist()]
+    )
+    ours = mask_tokens(
+        ids,
+        special,
+        VOCAB,
+        MASK,
+        generator=torch.Generator().manual_seed(5),
+        special_token_ids=SPECIAL,
+    )
     for inputs, labels in ((collated["input_ids"], collated["labels"]), ours):
         selected = labels != IGNORE
         n = selected.sum()

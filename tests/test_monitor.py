@@ -3,9 +3,9 @@ import csv
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import TINY, read_metrics, run_cli
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import TINY, read_metrics, run_cli
 from ssl_lab.backbones.small_cnn import SmallCNN
 from ssl_lab.monitor import KNNMonitor
 from ssl_lab.pretext.module import PretextModule
@@ -18,11 +18,18 @@ def _pretrain(with_monitor: bool) -> dict[str, torch.Tensor]:
     backbone = SmallCNN(1, (4, 8))
     module = PretextModule(backbone, RotationPrediction(8), 1e-2, torch.optim.AdamW)
     callbacks = [KNNMonitor(data, data, num_classes=4, k=5)] if with_monitor else []
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=2, logger=False, callbacks=callbacks,
-                         enable_progress_bar=False, enable_checkpointing=False,
-                         enable_model_summary=False)
-    trainer.fit(module, DataLoader(data, batch_size=16, shuffle=True),
-                DataLoader(data, batch_size=32))
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=False,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(
+        module, DataLoader(data, batch_size=16, shuffle=True), DataLoader(data, batch_size=32)
+    )
     assert ("pretrain/knn_acc" in trainer.callback_metrics) == with_monitor
     return backbone.state_dict()
 
@@ -37,8 +44,16 @@ def test_the_monitor_leaves_pretraining_unchanged():
 def test_knn_accuracy_is_logged_each_epoch_and_rises_during_supervised_pretraining(tmp_path):
     tiny = [a for a in TINY if not a.startswith("downstream.")]
     run_dir = tmp_path / "run"
-    result = run_cli(tmp_path, f"hydra.run.dir={run_dir}", "pretext=supervised", "downstream=knn",
-                     *tiny, "logger=csv", "pretext.epochs=3", "data.labels_per_class=5")
+    result = run_cli(
+        tmp_path,
+        f"hydra.run.dir={run_dir}",
+        "pretext=supervised",
+        "downstream=knn",
+        *tiny,
+        "logger=csv",
+        "pretext.epochs=3",
+        "data.labels_per_class=5",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
     curve = [float(r["pretrain/knn_acc"]) for r in rows if r.get("pretrain/knn_acc")]

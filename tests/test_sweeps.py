@@ -1,7 +1,6 @@
 """Sweeps through Hydra's launcher and sweeper plugins, as a cluster user runs them."""
 
 import pytest
-
 from conftest import TINY, read_metrics, run_cli
 
 
@@ -17,8 +16,14 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
 @pytest.mark.slow
 def test_optuna_preset_maximises_the_score_with_sqlite_storage(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    result = run_cli(tmp_path, "-m", "experiment=optuna_pretext", "hydra.sweeper.n_trials=2",
-                     f"hydra.sweeper.storage={storage}", *TINY)
+    result = run_cli(
+        tmp_path,
+        "-m",
+        "experiment=optuna_pretext",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage={storage}",
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = read_metrics(tmp_path / "outputs" / "multirun")
     assert len(runs) == 2 and len({m["pretext_epochs"] for m in runs} | {0}) >= 2

@@ -13,8 +13,14 @@ from ssl_lab.data.texts import TrimPadding, normalise, unique_texts
 from ssl_lab.data.tokenizer import SPECIAL_TOKENS, TextTokenizer, load_tokenizer, train_tokenizer
 from ssl_lab.errors import SslLabError
 
-CHAR = {"kind": "char", "vocab_size": 200, "min_frequency": 1, "lowercase": True,
-        "max_length": 16, "path": None}
+CHAR = {
+    "kind": "char",
+    "vocab_size": 200,
+    "min_frequency": 1,
+    "lowercase": True,
+    "max_length": 16,
+    "path": None,
+}
 
 
 def test_unique_texts_keeps_each_text_once_and_drops_texts_with_two_labels():
@@ -34,7 +40,7 @@ def test_char_tokenizer_is_deterministic_wraps_texts_and_cuts_at_max_length():
     assert ids[0].tolist()[:6] == [2, *a.pieces("很好的书"), 3] and ids[0, 6:].eq(0).all()
     assert ids[2, -1] == 3 and ids[2, 0] == 2  # cut, but [CLS] ... [SEP] kept
     assert a.vocab.special_ids == (0, 1, 2, 3, 4) and a.vocab.mask_id == 4
-    assert a.pieces("很[MASK]")[-1] == 4      # [MASK] in a text stays one special token
+    assert a.pieces("很[MASK]")[-1] == 4  # [MASK] in a text stays one special token
 
 
 def test_wordpiece_tokenizer_marks_word_pieces_for_whole_word_masking():
@@ -61,9 +67,16 @@ def _write(path, rows):
 def _module(tmp_path, **kwargs):
     train = [(i % 2, f"文本{i}号{'好' if i % 2 else '差'}") for i in range(60)]
     test = [(i % 2, f"测试{i}") for i in range(10)]
-    args = dict(train_file=_write(tmp_path / "train.tsv", train),
-                test_file=_write(tmp_path / "test.tsv", test), name="t", num_classes=2,
-                tokenizer=CHAR, batch_size=8, val_fraction=0.2, class_names=["0", "1"])
+    args = dict(
+        train_file=_write(tmp_path / "train.tsv", train),
+        test_file=_write(tmp_path / "test.tsv", test),
+        name="t",
+        num_classes=2,
+        tokenizer=CHAR,
+        batch_size=8,
+        val_fraction=0.2,
+        class_names=["0", "1"],
+    )
     return TextFileDataModule(**{**args, **kwargs})
 
 
@@ -71,8 +84,11 @@ def test_pretraining_text_that_occurs_in_the_test_split_is_dropped_and_counted(t
     extra = _write(tmp_path / "more.txt", [("测试1",), ("测试 2",), ("别的文字",), ("文本3号好",)])
     data = _module(tmp_path, unlabelled_files=[extra])
     data.setup()
-    assert {k: len(v) for k, v in data.splits.items() if k != "pretrain"} == \
-        {"train": 48, "val": 12, "test": 10}
+    assert {k: len(v) for k, v in data.splits.items() if k != "pretrain"} == {
+        "train": 48,
+        "val": 12,
+        "test": 10,
+    }
     assert data.test_overlap_removed == 1  # "测试1"; "测试 2" is not "测试2" ... after NFKC
     pretraining = set(data.texts["pretrain"][0])
     test = set(data.texts["test"][0])
@@ -92,7 +108,9 @@ def test_a_pretrained_backbones_tokenizer_replaces_the_one_trained_here(tmp_path
     other = train_tokenizer("char", ["测试文本"], 50, max_length=16)  # ids of another corpus
     data.use_tokenizer(other)
     first_test = data.splits["test"].tensors[0][0]
-    assert torch.equal(first_test[:first_test.ne(0).sum()], other.encode([data.texts["test"][0][0]])[0])
+    assert torch.equal(
+        first_test[: first_test.ne(0).sum()], other.encode([data.texts["test"][0][0]])[0]
+    )
     assert len(data.splits["pretrain"]) == len(data.texts["pretrain"][0])
 
 
@@ -115,11 +133,15 @@ def test_labels_per_class_picks_a_stratified_subset_and_batches_lose_common_padd
     assert data.n_labels == 10 and labels.bincount().tolist() == [5, 5]
     ids, _ = next(iter(data.train_dataloader()))
     assert (ids != 0).any(0).all()  # no column of padding only
-    assert TrimPadding(0)([(torch.tensor([2, 5, 3, 0]), 1), (torch.tensor([2, 3, 0, 0]), 0)])[0].shape == (2, 3)
+    assert TrimPadding(0)([(torch.tensor([2, 5, 3, 0]), 1), (torch.tensor([2, 3, 0, 0]), 0)])[
+        0
+    ].shape == (2, 3)
 
 
-@pytest.mark.parametrize("content, message", [(None, "no such text file"), ("", "is empty"),
-                                              (b"\xff\xfe\x00bad", "cannot read")])
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "no such text file"), ("", "is empty"), (b"\xff\xfe\x00bad", "cannot read")],
+)
 def test_missing_empty_or_undecodable_files_fail_in_one_line(tmp_path, content, message):
     path = tmp_path / "bad.tsv"
     if isinstance(content, bytes):
@@ -176,12 +198,19 @@ def test_length_grouped_batches_hold_every_index_once_and_similar_lengths():
 
 def test_a_tagged_corpus_is_read_as_its_words_joined(tmp_path):
     tagged = tmp_path / "news.txt"
-    tagged.write_text("迈向/v  充满/v  希望/n  的/u\n\n[中央/n 人民/n 广播/vn 电台/n]nt  报道/v\n"
-                      "１/b ２/m 月/e\n", encoding="utf-8")
-    assert read_unlabelled({"path": str(tagged), "format": "tagged"}) == \
-        ["迈向充满希望的", "中央人民广播电台报道", "１２月"]
-    assert read_unlabelled(tagged) == [line.strip() for line in
-                                       tagged.read_text(encoding="utf-8").splitlines() if line]
+    tagged.write_text(
+        "迈向/v  充满/v  希望/n  的/u\n\n[中央/n 人民/n 广播/vn 电台/n]nt  报道/v\n"
+        "１/b ２/m 月/e\n",
+        encoding="utf-8",
+    )
+    assert read_unlabelled({"path": str(tagged), "format": "tagged"}) == [
+        "迈向充满希望的",
+        "中央人民广播电台报道",
+        "１２月",
+    ]
+    assert read_unlabelled(tagged) == [
+        line.strip() for line in tagged.read_text(encoding="utf-8").splitlines() if line
+    ]
     tagged.write_text("迈向/v 充满\n", encoding="utf-8")
     with pytest.raises(SslLabError, match="line 1: '充满' is not word/tag"):
         read_unlabelled({"path": str(tagged), "format": "tagged"})

@@ -9,22 +9,39 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import read_runs, run_cli
+
 from ssl_lab.backbones.checkpoint import read_meta
 
-TINY_TEXT = ["logger=none", "monitor.knn=false", "data=reviews_zh", "backbone=transformer",
-             "backbone.net.width=64", "backbone.net.depth=1", "backbone.net.heads=2",
-             "backbone.net.max_length=64", "data.batch_size=64", "pretext.epochs=1",
-             "+trainer.limit_train_batches=30", "+trainer.limit_val_batches=3"]
+TINY_TEXT = [
+    "logger=none",
+    "monitor.knn=false",
+    "data=reviews_zh",
+    "backbone=transformer",
+    "backbone.net.width=64",
+    "backbone.net.depth=1",
+    "backbone.net.heads=2",
+    "backbone.net.max_length=64",
+    "data.batch_size=64",
+    "pretext.epochs=1",
+    "+trainer.limit_train_batches=30",
+    "+trainer.limit_val_batches=3",
+]
 
 
 @pytest.fixture(scope="module")
 def text_sweep(tmp_path_factory) -> tuple[Path, list[dict]]:
     root = tmp_path_factory.mktemp("text")
-    result = run_cli(root, "-m", *TINY_TEXT, "pretext=mlm,clm", "downstream=finetune,prompt",
-                     "+pretext.snapshot_epochs=[1]",
-                     "downstream.epochs=3", "downstream.lr=5e-3")
+    result = run_cli(
+        root,
+        "-m",
+        *TINY_TEXT,
+        "pretext=mlm,clm",
+        "downstream=finetune,prompt",
+        "+pretext.snapshot_epochs=[1]",
+        "downstream.epochs=3",
+        "downstream.lr=5e-3",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return root, read_runs(root / "outputs")
 
@@ -33,7 +50,11 @@ def text_sweep(tmp_path_factory) -> tuple[Path, list[dict]]:
 def test_mlm_and_clm_cross_finetune_and_prompt(text_sweep):
     _, runs = text_sweep
     assert sorted((m["pretext"], m["downstream"]) for m in runs) == [
-        ("clm", "finetune"), ("clm", "prompt"), ("mlm", "finetune"), ("mlm", "prompt")]
+        ("clm", "finetune"),
+        ("clm", "prompt"),
+        ("mlm", "finetune"),
+        ("mlm", "prompt"),
+    ]
     for m in runs:
         assert m["pretext_val_loss"] < math.log(6000) - 1  # learned something in 40 steps
         assert m["test_overlap_removed"] == 0
@@ -43,8 +64,9 @@ def test_mlm_and_clm_cross_finetune_and_prompt(text_sweep):
             assert m["n_labels"] == 0 and not m["prompt_few_shot"]
             # a causal model reads left to right: "总之很[MASK]。{text}" is skipped
             used = [0, 2] if m["pretext"] == "clm" else [0, 1, 2]
-            assert sorted(k for k in m if k.startswith("test/acc_pattern") and
-                          not k.endswith("uncalibrated")) == [f"test/acc_pattern{i}" for i in used]
+            assert sorted(
+                k for k in m if k.startswith("test/acc_pattern") and not k.endswith("uncalibrated")
+            ) == [f"test/acc_pattern{i}" for i in used]
             assert m["prompt_calibrated"] and f"test/acc_pattern{used[0]}_uncalibrated" in m
             scores = [m[f"test/acc_pattern{i}"] for i in used]
             assert 0 <= min(scores) and max(scores) <= 1
@@ -65,16 +87,22 @@ def test_pretraining_counts_the_tokens_it_read_and_snapshots_carry_their_count(t
 
 
 def _predict(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from ssl_lab.cli import predict; predict()", *args],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.run(
+        [sys.executable, "-c", "from ssl_lab.cli import predict; predict()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
 
 
 @pytest.mark.slow
 def test_predict_fills_masks_with_sorted_probabilities_and_continues_prompts(text_sweep):
     root, runs = text_sweep
     entries = {m["pretext"]: m["pretrain_dir"] for m in runs}
-    result = _predict(entries["mlm"], "这本书写得很[MASK]，推荐！", "房间太[MASK]了[MASK]", "--top-k", "4")
+    result = _predict(
+        entries["mlm"], "这本书写得很[MASK]，推荐！", "房间太[MASK]了[MASK]", "--top-k", "4"
+    )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if "[MASK] " in line]
     assert len(lines) == 3  # one line per [MASK]
@@ -94,9 +122,17 @@ def test_few_shot_prompt_and_transfer_from_a_text_checkpoint(text_sweep, tmp_pat
     root, runs = text_sweep
     mlm = next(m for m in runs if m["pretext"] == "mlm")
     checkpoint = Path(mlm["pretrain_dir"]) / "backbone.safetensors"
-    result = run_cli(tmp_path, *TINY_TEXT, f"backbone.checkpoint={checkpoint}", "pretext=none",
-                     "downstream=prompt", "downstream.few_shot=true", "downstream.epochs=1",
-                     "data.labels_per_class=16", "downstream.patterns=['{text}。总之很[MASK]。']")
+    result = run_cli(
+        tmp_path,
+        *TINY_TEXT,
+        f"backbone.checkpoint={checkpoint}",
+        "pretext=none",
+        "downstream=prompt",
+        "downstream.few_shot=true",
+        "downstream.epochs=1",
+        "data.labels_per_class=16",
+        "downstream.patterns=['{text}。总之很[MASK]。']",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (m,) = read_runs(tmp_path / "outputs")
     assert m["prompt_few_shot"] and m["n_labels"] == 32 and m["pretext"] == "mlm"

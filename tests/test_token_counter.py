@@ -16,8 +16,10 @@ def _trainer(world: int = 1) -> SimpleNamespace:
 def test_counts_ids_that_are_not_padding_and_sums_over_processes():
     counter = TokenCounter(pad_id=0)
     module = SimpleNamespace(device=torch.device("cpu"))
-    batches = [(torch.tensor([[2, 7, 9, 3, 0], [2, 5, 3, 0, 0]]), torch.tensor([1, 0])),
-               (torch.tensor([[2, 4, 4, 4, 3]]), torch.tensor([1]))]
+    batches = [
+        (torch.tensor([[2, 7, 9, 3, 0], [2, 5, 3, 0, 0]]), torch.tensor([1, 0])),
+        (torch.tensor([[2, 4, 4, 4, 3]]), torch.tensor([1])),
+    ]
     for i, batch in enumerate(batches):
         counter.on_train_batch_end(_trainer(), module, None, batch, i)
     assert counter.total == 0  # counted at the epoch end, when every process has its share

@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from conftest import TINY, read_metrics, run_cli
 
 
@@ -19,8 +18,10 @@ def test_the_wandb_run_id_is_the_jobs_own_and_a_rerun_shares_it(compose_cfg):
 
 @pytest.mark.slow
 def test_wandb_offline_run_has_the_summary_and_no_secret(tmp_path, monkeypatch, compose_cfg):
-    secrets = {"WANDB_API_KEY": "wandb-key-that-must-never-be-written-0123456789",
-               "SSL_LAB_TEST_TOKEN": "token-from-the-environment-9876543210"}
+    secrets = {
+        "WANDB_API_KEY": "wandb-key-that-must-never-be-written-0123456789",
+        "SSL_LAB_TEST_TOKEN": "token-from-the-environment-9876543210",
+    }
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("WANDB_MODE", raising=False)

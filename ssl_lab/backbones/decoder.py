@@ -11,9 +11,12 @@ def upsampling_decoder(in_channels: int, out_channels: int, levels: int) -> nn.S
     channels = in_channels
     for _ in range(levels):
         nxt = max(16, channels // 2)
-        layers += [nn.Upsample(scale_factor=2, mode="nearest"),
-                   nn.Conv2d(channels, nxt, 3, padding=1, bias=False), nn.BatchNorm2d(nxt),
-                   nn.ReLU(inplace=True)]
+        layers += [
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(channels, nxt, 3, padding=1, bias=False),
+            nn.BatchNorm2d(nxt),
+            nn.ReLU(inplace=True),
+        ]
         channels = nxt
     layers.append(nn.Conv2d(channels, out_channels, 3, padding=1))
     return nn.Sequential(*layers)

@@ -32,43 +32,53 @@ class HuggingFaceBackbone(nn.Module):
             raise SslLabError(f"backbone.net.pooling={pooling}: choose from {', '.join(POOLINGS)}")
         directory = Path(path).expanduser()
         if not (directory / "config.json").is_file():
-            raise SslLabError(f"backbone.path={path}: not a Hugging Face model directory "
-                              "(no config.json)")
+            raise SslLabError(
+                f"backbone.path={path}: not a Hugging Face model directory (no config.json)"
+            )
         hf = _transformers()
         config = hf.AutoConfig.from_pretrained(str(directory), local_files_only=True)
         architectures = " ".join(config.architectures or [])
         self.causal = "CausalLM" in architectures or "LMHead" in architectures
         if causal is not None and causal != self.causal:
             kinds = ("masked", "causal") if causal else ("causal", "masked")
-            raise SslLabError(f"backbone.path={path} is a {kinds[0]} language model "
-                              f"({architectures or config.model_type}), but the pretext needs a "
-                              f"{kinds[1]} one (backbone.net.causal={str(causal).lower()})")
+            raise SslLabError(
+                f"backbone.path={path} is a {kinds[0]} language model "
+                f"({architectures or config.model_type}), but the pretext needs a "
+                f"{kinds[1]} one (backbone.net.causal={str(causal).lower()})"
+            )
         tokenizer = load_hf_tokenizer(directory)  # pad as the data does: GPT-style with end-of-text
         pad = hf_roles(tokenizer)["pad"]
         if pad is None:
-            raise SslLabError(f"backbone.path={path}: its tokenizer has no padding or "
-                              "end-of-text token")
+            raise SslLabError(
+                f"backbone.path={path}: its tokenizer has no padding or end-of-text token"
+            )
         self.pad_id = tokenizer.convert_tokens_to_ids(pad)
         auto = hf.AutoModelForCausalLM if self.causal else hf.AutoModelForMaskedLM
         try:
             self.model = auto.from_pretrained(str(directory), local_files_only=True)
         except (OSError, ValueError) as err:
-            raise SslLabError(f"backbone.path={path}: transformers cannot load it as "
-                              f"{auto.__name__} ({str(err).strip().splitlines()[0]})") from None
+            raise SslLabError(
+                f"backbone.path={path}: transformers cannot load it as "
+                f"{auto.__name__} ({str(err).strip().splitlines()[0]})"
+            ) from None
         # float32 whatever the stored dtype (transformers 5 keeps it): the trainer's precision
         # decides; and in training mode, like any new module (from_pretrained sets eval mode)
         self.model.float().train()
         self.pooling = pooling
         self.out_dim = config.hidden_size
         if self._head() is None:
-            raise SslLabError(f"backbone.path={path}: found no language-model head (cls or lm_head)")
+            raise SslLabError(
+                f"backbone.path={path}: found no language-model head (cls or lm_head)"
+            )
 
     def blocks(self) -> list[nn.Module]:
         """The token embeddings, then each layer: the ModuleList of the base model as long as
         the config's layer count (not, say, a longer list of a mixture-of-experts layer)."""
         base, depth = self.model.base_model, self.model.config.num_hidden_layers
-        layers = max((m for m in base.modules() if isinstance(m, nn.ModuleList)),
-                     key=lambda m: (len(m) == depth, len(m)))
+        layers = max(
+            (m for m in base.modules() if isinstance(m, nn.ModuleList)),
+            key=lambda m: (len(m) == depth, len(m)),
+        )
         return [base.get_input_embeddings(), *layers]
 
     def forward_features(self, ids: torch.Tensor) -> torch.Tensor:

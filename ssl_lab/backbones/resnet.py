@@ -8,14 +8,18 @@ from torch import nn
 class ResNet(nn.Module):
     """A torchvision ResNet without its classifier.
 
-    ``small_input`` swaps the 7x7/stride-2 stem and its max-pool for one 3x3/stride-1 conv, the usual
+    ``small_input`` swaps the 7x7/stride-2 stem and its max-pool for one 3x3/stride-1 conv, the
+    usual
     change for 32 px images (otherwise a 32 px image is 1x1 after the stem and first stage).
     """
 
     def __init__(self, depth: int = 18, in_channels: int = 3, small_input: bool = True) -> None:
         super().__init__()
-        builders = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
-                    50: torchvision.models.resnet50}
+        builders = {
+            18: torchvision.models.resnet18,
+            34: torchvision.models.resnet34,
+            50: torchvision.models.resnet50,
+        }
         net = builders[depth](weights=None)
         if small_input:
             net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)

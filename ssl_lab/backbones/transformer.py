@@ -12,7 +12,9 @@ from torch import nn
 POOLINGS = ("mean", "cls", "last")
 
 
-def pool_tokens(features: torch.Tensor, ids: torch.Tensor, pad_id: int, pooling: str) -> torch.Tensor:
+def pool_tokens(
+    features: torch.Tensor, ids: torch.Tensor, pad_id: int, pooling: str
+) -> torch.Tensor:
     """(B, L, D) token features -> (B, D): the first token's ([CLS]), the last real token's (all
     that a causal model has seen), or the mean over real (non-padding) tokens."""
     if pooling == "cls":
@@ -25,22 +27,45 @@ def pool_tokens(features: torch.Tensor, ids: torch.Tensor, pad_id: int, pooling:
 
 
 class TextTransformer(nn.Module):
-    def __init__(self, vocab_size: int, max_length: int = 128, width: int = 256, depth: int = 4,
-                 heads: int = 4, mlp_ratio: int = 4, dropout: float = 0.0, causal: bool = False,
-                 pooling: str = "mean", pad_id: int = 0) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        max_length: int = 128,
+        width: int = 256,
+        depth: int = 4,
+        heads: int = 4,
+        mlp_ratio: int = 4,
+        dropout: float = 0.0,
+        causal: bool = False,
+        pooling: str = "mean",
+        pad_id: int = 0,
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling}: choose from {', '.join(POOLINGS)}")
-        self.causal, self.pooling, self.pad_id, self.max_length = causal, pooling, pad_id, max_length
+        self.causal, self.pooling, self.pad_id, self.max_length = (
+            causal,
+            pooling,
+            pad_id,
+            max_length,
+        )
         self.out_dim = width
         self.tokens = nn.Embedding(vocab_size, width)
         self.positions = nn.Embedding(max_length, width)
         self.embedding_norm = nn.LayerNorm(width)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(width, heads, mlp_ratio * width, dropout, activation="gelu",
-                                       batch_first=True, norm_first=True)
-            for _ in range(depth))
+            nn.TransformerEncoderLayer(
+                width,
+                heads,
+                mlp_ratio * width,
+                dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            for _ in range(depth)
+        )
         self.norm = nn.LayerNorm(width)
         self.lm_transform = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width))
         self.lm_bias = nn.Parameter(torch.zeros(vocab_size))
@@ -61,10 +86,13 @@ class TextTransformer(nn.Module):
         positions = torch.arange(length, device=ids.device)
         x = self.dropout(self.embedding_norm(self.tokens(ids) + self.positions(positions)))
         padding = torch.zeros(ids.shape, dtype=x.dtype, device=ids.device).masked_fill_(
-            ids == self.pad_id, float("-inf"))
-        mask = (nn.Transformer.generate_square_subsequent_mask(length, device=ids.device,
-                                                               dtype=x.dtype)
-                if self.causal else None)
+            ids == self.pad_id, float("-inf")
+        )
+        mask = (
+            nn.Transformer.generate_square_subsequent_mask(length, device=ids.device, dtype=x.dtype)
+            if self.causal
+            else None
+        )
         for layer in self.layers:
             x = layer(x, src_mask=mask, src_key_padding_mask=padding, is_causal=self.causal)
         return self.norm(x)

@@ -25,10 +25,13 @@ def fetch(dataset: Dataset, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
         part = torch.bucketize(index, ends, right=True)  # which dataset each index falls in
         starts = torch.cat([ends.new_zeros(1), ends[:-1]])
         pieces = [(part == p).nonzero().squeeze(1) for p in range(len(dataset.datasets))]
-        fetched = [fetch(d, index[where] - starts[p]) if len(where) else None
-                   for p, (d, where) in enumerate(zip(dataset.datasets, pieces))]
-        first = next((f for f in fetched if f is not None), None) or fetch(dataset.datasets[0],
-                                                                           index[:0])
+        fetched = [
+            fetch(d, index[where] - starts[p]) if len(where) else None
+            for p, (d, where) in enumerate(zip(dataset.datasets, pieces))
+        ]
+        first = next((f for f in fetched if f is not None), None) or fetch(
+            dataset.datasets[0], index[:0]
+        )
         out = tuple(t.new_empty((len(index), *t.shape[1:])) for t in first)
         for where, tensors in zip(pieces, fetched):
             if tensors is not None:

@@ -31,8 +31,11 @@ UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 def list_images(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]]]:
     """The class names (the train folder's subfolders, sorted) and, per split, its image files
     with their class index. A tree without ``train/`` is one flat train split."""
-    folders = ({s: root / s for s in SPLITS if (root / s).is_dir()} if (root / "train").is_dir()
-               else {"train": root})
+    folders = (
+        {s: root / s for s in SPLITS if (root / s).is_dir()}
+        if (root / "train").is_dir()
+        else {"train": root}
+    )
     classes = sorted(d.name for d in folders["train"].iterdir() if d.is_dir())
     if not classes:
         raise SslLabError(f"data.root: no class folders in {folders['train']}")
@@ -40,11 +43,15 @@ def list_images(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]
     for split, folder in folders.items():
         unknown = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name not in classes)
         if unknown:
-            raise SslLabError(f"data.root: {folder} has classes that train lacks: "
-                              f"{', '.join(unknown)}")
-        files[split] = [(path, index) for index, name in enumerate(classes)
-                        for path in sorted((folder / name).rglob("*"))
-                        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")]
+            raise SslLabError(
+                f"data.root: {folder} has classes that train lacks: {', '.join(unknown)}"
+            )
+        files[split] = [
+            (path, index)
+            for index, name in enumerate(classes)
+            for path in sorted((folder / name).rglob("*"))
+            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+        ]
         if not files[split]:
             raise SslLabError(f"data.root: no image files under {folder}")
     return classes, files
@@ -76,8 +83,9 @@ class ImageFolderDataModule(InMemoryImageDataModule):
     ``skipped_images``, recorded in metrics.json) or stops the run, naming the file
     (``on_corrupt: stop``)."""
 
-    def __init__(self, root: str, cache_dir: str, on_corrupt: str = "skip", threads: int = 4,
-                 **kwargs) -> None:
+    def __init__(
+        self, root: str, cache_dir: str, on_corrupt: str = "skip", threads: int = 4, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         if on_corrupt not in ("skip", "stop"):
             raise SslLabError(f"data.on_corrupt={on_corrupt}: choose skip or stop")
@@ -97,8 +105,9 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         try:
             with Image.open(path) as image:
                 image.draft(mode, (self.size, self.size))  # JPEG: decode large images scaled down
-                image = ImageOps.fit(image.convert(mode), (self.size, self.size),
-                                     Image.Resampling.BILINEAR)
+                image = ImageOps.fit(
+                    image.convert(mode), (self.size, self.size), Image.Resampling.BILINEAR
+                )
                 return np.asarray(image)
         except UNREADABLE as err:
             if self.on_corrupt == "stop":
@@ -112,31 +121,38 @@ class ImageFolderDataModule(InMemoryImageDataModule):
                 images = list(pool.map(self._decode, [path for path, _ in entries]))
                 kept = [i for i, image in enumerate(images) if image is not None]
                 if not kept:
-                    raise SslLabError(f"data.root: none of the {len(entries)} images of the "
-                                      f"{split} split is readable (first: {entries[0][0]})")
+                    raise SslLabError(
+                        f"data.root: none of the {len(entries)} images of the "
+                        f"{split} split is readable (first: {entries[0][0]})"
+                    )
                 arrays["skipped"] += len(entries) - len(kept)
                 stacked = np.stack([images[i] for i in kept])  # (N, H, W) or (N, H, W, 3)
                 arrays[f"x_{split}"] = np.ascontiguousarray(
-                    stacked if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2))
+                    stacked if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2)
+                )
                 arrays[f"y_{split}"] = np.array([entries[i][1] for i in kept], dtype=np.int64)
         return arrays
 
     def _cache_file(self, tree: Path, files: dict[str, list[tuple[Path, int]]]) -> Path:
-        key = hashlib.sha256(f"{tree.resolve()}|{self.size}|{self.channels}|{self.on_corrupt}"
-                             .encode())
+        key = hashlib.sha256(
+            f"{tree.resolve()}|{self.size}|{self.channels}|{self.on_corrupt}".encode()
+        )
         for split, entries in files.items():
             for path, index in entries:
                 stat = path.stat()
-                key.update(f"\n{split}|{path.relative_to(tree)}|{index}|{stat.st_size}|"
-                           f"{stat.st_mtime_ns}".encode())
+                key.update(
+                    f"\n{split}|{path.relative_to(tree)}|{index}|{stat.st_size}|"
+                    f"{stat.st_mtime_ns}".encode()
+                )
         return self.cache_dir / f"image_folder-{key.hexdigest()[:16]}.npz"
 
     def load_arrays(self) -> dict[str, np.ndarray]:
         tree = self._tree()
         classes, files = list_images(tree)
         if len(classes) != self.num_classes:
-            raise SslLabError(f"data.num_classes={self.num_classes}, but {tree} has "
-                              f"{len(classes)} class folders")
+            raise SslLabError(
+                f"data.num_classes={self.num_classes}, but {tree} has {len(classes)} class folders"
+            )
         cache = self._cache_file(tree, files)
         if cache.is_file():
             with np.load(cache) as npz:

@@ -30,18 +30,43 @@ def channels_first(x: np.ndarray) -> np.ndarray:
 
 
 class InMemoryImageDataModule(InMemoryDataModule):
-    """Images of ``channels`` x ``size`` x ``size``, normalised with the train split's statistics."""
+    """Images of ``channels`` x ``size`` x ``size``, normalised with the train split's
+    statistics."""
 
-    def __init__(self, name: str, num_classes: int, channels: int, size: int,
-                 modality: str = "image", batch_size: int = 128,
-                 labels_per_class: int | None = None, label_fraction: float | None = None,
-                 fixed_epoch_length: bool | int = True, augment: nn.Module | None = None,
-                 val_fraction: float = 0.1,
-                 test_fraction: float = 0.2, split_seed: int = 0, seed: int = 0,
-                 num_workers: int = 0, batch_fetch: bool = True) -> None:
-        super().__init__(name, num_classes, modality, batch_size, labels_per_class,
-                         label_fraction, fixed_epoch_length, augment, val_fraction,
-                         test_fraction, split_seed, seed, num_workers)
+    def __init__(
+        self,
+        name: str,
+        num_classes: int,
+        channels: int,
+        size: int,
+        modality: str = "image",
+        batch_size: int = 128,
+        labels_per_class: int | None = None,
+        label_fraction: float | None = None,
+        fixed_epoch_length: bool | int = True,
+        augment: nn.Module | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        seed: int = 0,
+        num_workers: int = 0,
+        batch_fetch: bool = True,
+    ) -> None:
+        super().__init__(
+            name,
+            num_classes,
+            modality,
+            batch_size,
+            labels_per_class,
+            label_fraction,
+            fixed_epoch_length,
+            augment,
+            val_fraction,
+            test_fraction,
+            split_seed,
+            seed,
+            num_workers,
+        )
         self.channels, self.size = channels, size
         self.batch_fetch = batch_fetch
 
@@ -56,16 +81,23 @@ class InMemoryImageDataModule(InMemoryDataModule):
         if x.ndim == 3:
             x = x[:, None]
         if x.shape[1] != self.channels:
-            raise SslLabError(f"data={self.name}: images have {x.shape[1]} channels, "
-                              f"config says data.channels={self.channels}")
+            raise SslLabError(
+                f"data={self.name}: images have {x.shape[1]} channels, "
+                f"config says data.channels={self.channels}"
+            )
         scale = 1 / 255 if x.dtype == np.uint8 else 1.0
         out = torch.empty(len(x), self.channels, self.size, self.size)
         for start in range(0, len(x), _CHUNK):
-            chunk = torch.from_numpy(np.ascontiguousarray(x[start:start + _CHUNK]))
+            chunk = torch.from_numpy(np.ascontiguousarray(x[start : start + _CHUNK]))
             if chunk.shape[-2:] != out.shape[-2:]:
-                chunk = F.interpolate(chunk.float(), size=(self.size, self.size), mode="bilinear",
-                                      align_corners=False, antialias=True)
-            out[start:start + len(chunk)].copy_(chunk).mul_(scale)
+                chunk = F.interpolate(
+                    chunk.float(),
+                    size=(self.size, self.size),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=True,
+                )
+            out[start : start + len(chunk)].copy_(chunk).mul_(scale)
         return out
 
     def setup(self, stage: str | None = None) -> None:
@@ -73,14 +105,19 @@ class InMemoryImageDataModule(InMemoryDataModule):
             return
         arrays = self.load_arrays()
         x, y = self._to_tensor(arrays["x_train"]), torch.as_tensor(arrays["y_train"]).long()
-        carve = {split: getattr(self, f"{split}_fraction") for split in ("test", "val")
-                 if f"x_{split}" not in arrays}
+        carve = {
+            split: getattr(self, f"{split}_fraction")
+            for split in ("test", "val")
+            if f"x_{split}" not in arrays
+        }
         indices = carve_splits(len(x), carve, self.split_seed)
         held_out = {split: (x[indices[split]], y[indices[split]]) for split in carve}
         for split in ("test", "val"):
             if f"x_{split}" in arrays:
-                held_out[split] = (self._to_tensor(arrays[f"x_{split}"]),
-                                   torch.as_tensor(arrays[f"y_{split}"]).long())
+                held_out[split] = (
+                    self._to_tensor(arrays[f"x_{split}"]),
+                    torch.as_tensor(arrays[f"y_{split}"]).long(),
+                )
         train_idx = indices["train"]
         x_train = x[train_idx]
         dims = (0, 2, 3)
@@ -95,6 +132,8 @@ class InMemoryImageDataModule(InMemoryDataModule):
         if "x_unlabelled" in arrays:
             x_extra = normalise(self._to_tensor(arrays["x_unlabelled"]))
             self.splits["unlabelled"] = TensorDataset(
-                x_extra, torch.full((len(x_extra),), UNLABELLED, dtype=torch.long))
+                x_extra, torch.full((len(x_extra),), UNLABELLED, dtype=torch.long)
+            )
         self.labelled_indices = select_labelled(
-            y[train_idx].numpy(), self.labels_per_class, self.label_fraction, self.seed)
+            y[train_idx].numpy(), self.labels_per_class, self.label_fraction, self.seed
+        )

@@ -36,7 +36,7 @@ class CyclingSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         permutations = [torch.randperm(self.n) for _ in range(-(-self.num_samples // self.n))]
-        return iter(torch.cat(permutations)[:self.num_samples].tolist())
+        return iter(torch.cat(permutations)[: self.num_samples].tolist())
 
 
 def carve_splits(n: int, fractions: dict[str, float], split_seed: int) -> dict[str, torch.Tensor]:
@@ -45,7 +45,7 @@ def carve_splits(n: int, fractions: dict[str, float], split_seed: int) -> dict[s
     order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
     indices, start = {}, 0
     for split, fraction in fractions.items():
-        indices[split] = order[start:start + int(round(fraction * n))]
+        indices[split] = order[start : start + int(round(fraction * n))]
         start += len(indices[split])
     indices["train"] = order[start:]
     return indices
@@ -58,11 +58,22 @@ class InMemoryDataModule(pl.LightningDataModule):
     collate_fn: Callable | None = None  # how a list of examples becomes a batch (None: stack)
     batch_fetch: bool = False  # fetch whole batches by one indexing (needs collate_fn None)
 
-    def __init__(self, name: str, num_classes: int, modality: str, batch_size: int = 128,
-                 labels_per_class: int | None = None, label_fraction: float | None = None,
-                 fixed_epoch_length: bool | int = True, augment: nn.Module | None = None,
-                 val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0,
-                 seed: int = 0, num_workers: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        num_classes: int,
+        modality: str,
+        batch_size: int = 128,
+        labels_per_class: int | None = None,
+        label_fraction: float | None = None,
+        fixed_epoch_length: bool | int = True,
+        augment: nn.Module | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
         super().__init__()
         if batch_size < 1:
             raise SslLabError(f"data.batch_size={batch_size}: must be at least 1")
@@ -80,14 +91,21 @@ class InMemoryDataModule(pl.LightningDataModule):
     def n_labels(self) -> int:
         return len(self.labelled_indices)
 
-    def _loader(self, dataset: Dataset, shuffle: bool = False,
-                sampler: Sampler | None = None) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, shuffle: bool = False, sampler: Sampler | None = None
+    ) -> DataLoader:
         collate = self.collate_fn
         if self.batch_fetch and collate is None:
             dataset, collate = BatchFetch(dataset), as_batch
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
-                          collate_fn=collate, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def unlabelled_dataloader(self) -> DataLoader:
         """The whole train split plus any unlabelled examples, for pretraining (labels are

@@ -11,8 +11,12 @@ import numpy as np
 from ssl_lab.errors import SslLabError
 
 
-def select_labelled(labels: np.ndarray, labels_per_class: int | None = None,
-                    label_fraction: float | None = None, seed: int = 0) -> np.ndarray:
+def select_labelled(
+    labels: np.ndarray,
+    labels_per_class: int | None = None,
+    label_fraction: float | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """Sorted indices of a stratified labelled subset of ``labels`` (all indices when no limit)."""
     labels = np.asarray(labels)
     if labels_per_class is not None and label_fraction is not None:
@@ -24,7 +28,8 @@ def select_labelled(labels: np.ndarray, labels_per_class: int | None = None,
         if labels_per_class > counts.min():
             raise SslLabError(
                 f"data.labels_per_class={labels_per_class}: larger than the smallest class "
-                f"(class {classes[counts.argmin()]} has {counts.min()} training examples)")
+                f"(class {classes[counts.argmin()]} has {counts.min()} training examples)"
+            )
     if label_fraction is not None and not 0.0 < label_fraction <= 1.0:
         raise SslLabError(f"data.label_fraction={label_fraction}: must be in (0, 1]")
     if labels_per_class is None and label_fraction is None:
@@ -33,7 +38,11 @@ def select_labelled(labels: np.ndarray, labels_per_class: int | None = None,
     chosen = []
     for cls, count in zip(classes, counts):
         members = np.flatnonzero(labels == cls)
-        take = labels_per_class if labels_per_class is not None else max(1, round(label_fraction * count))
+        take = (
+            labels_per_class
+            if labels_per_class is not None
+            else max(1, round(label_fraction * count))
+        )
         chosen.append(rng.permutation(members)[:take])
     return np.sort(np.concatenate(chosen))
 

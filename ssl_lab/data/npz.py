@@ -23,7 +23,12 @@ class NpzDataModule(InMemoryImageDataModule):
         with np.load(self.path) as npz:
             missing = {"x_train", "y_train"} - set(npz.files)
             if missing:
-                raise SslLabError(f"data.path: {self.path} lacks {', '.join(sorted(missing))} "
-                                  f"(has {', '.join(npz.files)})")
-            return {key: channels_first(npz[key]) if key.startswith("x_") else npz[key]
-                    for key in ("x_train", "y_train", "x_test", "y_test") if key in npz.files}
+                raise SslLabError(
+                    f"data.path: {self.path} lacks {', '.join(sorted(missing))} "
+                    f"(has {', '.join(npz.files)})"
+                )
+            return {
+                key: channels_first(npz[key]) if key.startswith("x_") else npz[key]
+                for key in ("x_train", "y_train", "x_test", "y_test")
+                if key in npz.files
+            }

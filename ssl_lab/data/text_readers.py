@@ -25,12 +25,22 @@ def read_lines(path: str | Path) -> list[str]:
     return [line.strip() for line in _read(path).splitlines() if line.strip()]
 
 
-def read_labelled(path: str | Path, label_column: int, text_column: int, header: bool,
-                  labels: dict[str, int] | None = None) -> tuple[list[str], list[str]]:
+def read_labelled(
+    path: str | Path,
+    label_column: int,
+    text_column: int,
+    header: bool,
+    labels: dict[str, int] | None = None,
+) -> tuple[list[str], list[str]]:
     """(texts, label strings) from a TSV (``.tsv``) or CSV file."""
     delimiter = "\t" if Path(path).suffix == ".tsv" else ","
-    rows = list(csv.reader(_read(path).splitlines(), delimiter=delimiter, quoting=csv.QUOTE_NONE
-                           if delimiter == "\t" else csv.QUOTE_MINIMAL))[int(header):]
+    rows = list(
+        csv.reader(
+            _read(path).splitlines(),
+            delimiter=delimiter,
+            quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL,
+        )
+    )[int(header) :]
     texts, names = [], []
     for number, row in enumerate(rows, start=1 + int(header)):
         if not row:
@@ -39,8 +49,10 @@ def read_labelled(path: str | Path, label_column: int, text_column: int, header:
             names.append(row[label_column].strip())
             texts.append(row[text_column])
         except IndexError:
-            raise SslLabError(f"{path}, line {number}: expected a label column {label_column} and "
-                              f"a text column {text_column}, found {len(row)} columns") from None
+            raise SslLabError(
+                f"{path}, line {number}: expected a label column {label_column} and "
+                f"a text column {text_column}, found {len(row)} columns"
+            ) from None
     return texts, names
 
 
@@ -60,8 +72,11 @@ def read_tagged(path: str | Path) -> list[str]:
     return texts
 
 
-UNLABELLED_FORMATS = {"lines": read_lines, "tagged": read_tagged,
-                      "last_column": lambda path: read_labelled(path, -1, -1, header=False)[0]}
+UNLABELLED_FORMATS = {
+    "lines": read_lines,
+    "tagged": read_tagged,
+    "last_column": lambda path: read_labelled(path, -1, -1, header=False)[0],
+}
 
 
 def read_unlabelled(entry: str | Path | Mapping[str, str]) -> list[str]:
@@ -72,8 +87,11 @@ def read_unlabelled(entry: str | Path | Mapping[str, str]) -> list[str]:
         unknown = set(entry) - {"path", "format"}
         fmt = entry.get("format", "lines")
         if "path" not in entry or unknown or fmt not in UNLABELLED_FORMATS:
-            raise SslLabError(f"data.unlabelled_files: {dict(entry)} is not {{path: FILE, format: "
-                              f"{' | '.join(UNLABELLED_FORMATS)}}}")
+            raise SslLabError(
+                f"data.unlabelled_files: {dict(entry)} is not {{path: FILE, format: "
+                f"{' | '.join(UNLABELLED_FORMATS)}}}"
+            )
         return UNLABELLED_FORMATS[fmt](entry["path"])
-    return UNLABELLED_FORMATS["last_column" if Path(entry).suffix in (".tsv", ".csv")
-                              else "lines"](entry)
+    return UNLABELLED_FORMATS["last_column" if Path(entry).suffix in (".tsv", ".csv") else "lines"](
+        entry
+    )

@@ -13,8 +13,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import (DataLoader, Dataset, RandomSampler, Sampler, Subset, TensorDataset,
-                              default_collate)
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    Subset,
+    TensorDataset,
+    default_collate,
+)
 
 from ssl_lab.data.in_memory import UNLABELLED, InMemoryDataModule, carve_splits
 from ssl_lab.data.labels import select_labelled
@@ -59,7 +66,7 @@ class TrimPadding:
         ids = batch[0]
         if ids.dtype == torch.long and ids.dim() == 2:
             used = (ids != self.pad_id).any(0).nonzero()
-            batch[0] = ids[:, :int(used.max()) + 1 if len(used) else 1]
+            batch[0] = ids[:, : int(used.max()) + 1 if len(used) else 1]
         return batch
 
 
@@ -69,8 +76,9 @@ class LengthGroupedSampler(Sampler[int]):
     reviews are padded to the longest of 64 texts, twice the mean length. The batches of a
     window are served in random order, so training does not see short texts first."""
 
-    def __init__(self, sampler: Sampler[int], lengths: torch.Tensor, batch_size: int,
-                 window: int = 50) -> None:
+    def __init__(
+        self, sampler: Sampler[int], lengths: torch.Tensor, batch_size: int, window: int = 50
+    ) -> None:
         self.sampler, self.lengths = sampler, lengths
         self.batch_size, self.window = batch_size, window
 
@@ -79,7 +87,9 @@ class LengthGroupedSampler(Sampler[int]):
 
     def _grouped(self, indices: list[int]) -> list[int]:
         ordered = sorted(indices, key=lambda i: int(self.lengths[i]))
-        batches = [ordered[i:i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
+        batches = [
+            ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)
+        ]
         return [i for b in torch.randperm(len(batches)).tolist() for i in batches[b]]
 
     def __iter__(self) -> Iterator[int]:
@@ -96,17 +106,42 @@ class InMemoryTextDataModule(InMemoryDataModule):
     """Texts (whitespace-normalised, unique) as token ids; ``self.texts`` keeps the raw text of
     each split for tasks that rewrite it (prompt patterns)."""
 
-    def __init__(self, name: str, num_classes: int, tokenizer: dict[str, Any],
-                 modality: str = "text", batch_size: int = 64,
-                 labels_per_class: int | None = None, label_fraction: float | None = None,
-                 fixed_epoch_length: bool | int = True, augment: None = None,
-                 val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0,
-                 seed: int = 0, num_workers: int = 0, unlabelled_files: Sequence[str] = (),
-                 drop_test_overlap: bool = True, class_names: Sequence[str] | None = None,
-                 prompt: dict[str, Any] | None = None) -> None:
-        super().__init__(name, num_classes, modality, batch_size, labels_per_class,
-                         label_fraction, fixed_epoch_length, augment, val_fraction,
-                         test_fraction, split_seed, seed, num_workers)
+    def __init__(
+        self,
+        name: str,
+        num_classes: int,
+        tokenizer: dict[str, Any],
+        modality: str = "text",
+        batch_size: int = 64,
+        labels_per_class: int | None = None,
+        label_fraction: float | None = None,
+        fixed_epoch_length: bool | int = True,
+        augment: None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        seed: int = 0,
+        num_workers: int = 0,
+        unlabelled_files: Sequence[str] = (),
+        drop_test_overlap: bool = True,
+        class_names: Sequence[str] | None = None,
+        prompt: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            name,
+            num_classes,
+            modality,
+            batch_size,
+            labels_per_class,
+            label_fraction,
+            fixed_epoch_length,
+            augment,
+            val_fraction,
+            test_fraction,
+            split_seed,
+            seed,
+            num_workers,
+        )
         self.tokenizer_spec, self.drop_test_overlap = dict(tokenizer), drop_test_overlap
         self.unlabelled_files = list(unlabelled_files or [])
         self.class_names = list(class_names) if class_names is not None else None
@@ -125,11 +160,16 @@ class InMemoryTextDataModule(InMemoryDataModule):
             return
         loaded = self.load_texts()
         texts, labels = unique_texts(*loaded["train"])
-        carve = {split: getattr(self, f"{split}_fraction") for split in ("test", "val")
-                 if split not in loaded}
+        carve = {
+            split: getattr(self, f"{split}_fraction")
+            for split in ("test", "val")
+            if split not in loaded
+        }
         indices = carve_splits(len(texts), carve, self.split_seed)
-        self.texts = {split: ([texts[i] for i in idx], [labels[i] for i in idx])
-                      for split, idx in indices.items()}
+        self.texts = {
+            split: ([texts[i] for i in idx], [labels[i] for i in idx])
+            for split, idx in indices.items()
+        }
         for split in ("test", "val"):
             if split in loaded:
                 self.texts[split] = unique_texts(*loaded[split])
@@ -137,13 +177,17 @@ class InMemoryTextDataModule(InMemoryDataModule):
         self._check_labels()
         extra = [t for path in self.unlabelled_files for t in read_unlabelled(path)]
         pretraining = self._pretraining_texts([*loaded.get("unlabelled", []), *extra])
-        self.tokenizer: TextTokenizer = make_tokenizer(self.tokenizer_spec,
-                                                       [t for t, _ in pretraining])
+        self.tokenizer: TextTokenizer = make_tokenizer(
+            self.tokenizer_spec, [t for t, _ in pretraining]
+        )
         self.texts["pretrain"] = ([t for t, _ in pretraining], [y for _, y in pretraining])
         self.use_tokenizer(self.tokenizer)
-        self.labelled_indices = select_labelled(np.asarray(self.texts["train"][1]),
-                                                self.labels_per_class, self.label_fraction,
-                                                self.seed)
+        self.labelled_indices = select_labelled(
+            np.asarray(self.texts["train"][1]),
+            self.labels_per_class,
+            self.label_fraction,
+            self.seed,
+        )
 
     def _drop_test_texts_from(self, *splits: str) -> None:
         """Official splits overlap too (308 of ChnSentiCorp's dev texts are also in its train
@@ -159,8 +203,10 @@ class InMemoryTextDataModule(InMemoryDataModule):
     def _check_labels(self) -> None:
         found = sorted({y for split in self.texts.values() for y in split[1]})
         if found and (found[0] < 0 or found[-1] >= self.num_classes):
-            raise SslLabError(f"data={self.name}: labels run {found[0]}..{found[-1]}, but "
-                              f"data.num_classes={self.num_classes}")
+            raise SslLabError(
+                f"data={self.name}: labels run {found[0]}..{found[-1]}, but "
+                f"data.num_classes={self.num_classes}"
+            )
         for split, (texts, _) in self.texts.items():
             if not texts:
                 raise SslLabError(f"data={self.name}: the {split} split is empty")
@@ -193,18 +239,24 @@ class InMemoryTextDataModule(InMemoryDataModule):
         every = list(dict.fromkeys(t for texts, _ in self.texts.values() for t in texts))
         row = {text: i for i, text in enumerate(every)}  # each text is tokenized once
         ids = tokenizer.encode(every)
-        self.splits = {split: TensorDataset(ids[[row[t] for t in texts]],
-                                            torch.tensor(labels, dtype=torch.long))
-                       for split, (texts, labels) in self.texts.items()}
+        self.splits = {
+            split: TensorDataset(
+                ids[[row[t] for t in texts]], torch.tensor(labels, dtype=torch.long)
+            )
+            for split, (texts, labels) in self.texts.items()
+        }
 
-    def _loader(self, dataset: Dataset, shuffle: bool = False,
-                sampler: Sampler | None = None) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, shuffle: bool = False, sampler: Sampler | None = None
+    ) -> DataLoader:
         """Training loaders (shuffled, or with a sampler) group texts of similar length."""
         lengths = self._token_lengths(dataset)
         if lengths is None or not (shuffle or sampler is not None):
             return super()._loader(dataset, shuffle, sampler)
         base = sampler if sampler is not None else RandomSampler(dataset)
-        return super()._loader(dataset, sampler=LengthGroupedSampler(base, lengths, self.batch_size))
+        return super()._loader(
+            dataset, sampler=LengthGroupedSampler(base, lengths, self.batch_size)
+        )
 
     def _token_lengths(self, dataset: Dataset) -> torch.Tensor | None:
         """Tokens per example of a token-id dataset (or a subset of one); None for others."""

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 
 from ssl_lab.errors import SslLabError
 
@@ -40,8 +49,10 @@ class TextTokenizer:
 
     def __init__(self, tokenizer: Tokenizer, roles: dict[str, str | None], max_length: int) -> None:
         self.tokenizer, self.roles, self.max_length = tokenizer, roles, max_length
-        self.ids = {role: (tokenizer.token_to_id(token) if token is not None else None)
-                    for role, token in roles.items()}
+        self.ids = {
+            role: (tokenizer.token_to_id(token) if token is not None else None)
+            for role, token in roles.items()
+        }
         if self.ids.get("pad") is None:
             raise SslLabError("the tokenizer has no padding token")
         tokenizer.no_padding()
@@ -53,17 +64,28 @@ class TextTokenizer:
 
     @property
     def vocab(self) -> Vocabulary:
-        special = sorted({i for i in self.ids.values() if i is not None}
-                         | {self.tokenizer.token_to_id(t.content) for t in
-                            self.tokenizer.get_added_tokens_decoder().values() if t.special})
+        special = sorted(
+            {i for i in self.ids.values() if i is not None}
+            | {
+                self.tokenizer.token_to_id(t.content)
+                for t in self.tokenizer.get_added_tokens_decoder().values()
+                if t.special
+            }
+        )
         continuation: tuple[int, ...] = ()
         model = self.tokenizer.model
         if isinstance(model, models.WordPiece):
             prefix = model.continuing_subword_prefix
-            continuation = tuple(sorted(i for t, i in self.tokenizer.get_vocab().items()
-                                        if t.startswith(prefix)))
-        return Vocabulary(self.vocab_size, self.ids["pad"], self.ids.get("mask") if self.ids.get("mask") is not None else -1,
-                          tuple(special), continuation)
+            continuation = tuple(
+                sorted(i for t, i in self.tokenizer.get_vocab().items() if t.startswith(prefix))
+            )
+        return Vocabulary(
+            self.vocab_size,
+            self.ids["pad"],
+            self.ids.get("mask") if self.ids.get("mask") is not None else -1,
+            tuple(special),
+            continuation,
+        )
 
     def pieces(self, text: str) -> list[int]:
         """Token ids of ``text`` alone: no special tokens added, no truncation."""
@@ -84,7 +106,9 @@ class TextTokenizer:
         finally:
             self.tokenizer.no_padding()
             self.tokenizer.no_truncation()
-        return torch.tensor([e.ids for e in encodings], dtype=torch.long).reshape(len(encodings), -1)
+        return torch.tensor([e.ids for e in encodings], dtype=torch.long).reshape(
+            len(encodings), -1
+        )
 
     def token(self, token_id: int) -> str:
         return self.tokenizer.id_to_token(token_id) or "?"
@@ -94,8 +118,13 @@ class TextTokenizer:
 
     def to_json(self) -> str:
         """Everything needed to rebuild this tokenizer (stored in the backbone file)."""
-        return json.dumps({"tokenizer": self.tokenizer.to_str(), "roles": self.roles,
-                           "max_length": self.max_length})
+        return json.dumps(
+            {
+                "tokenizer": self.tokenizer.to_str(),
+                "roles": self.roles,
+                "max_length": self.max_length,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> "TextTokenizer":
@@ -107,35 +136,52 @@ class TextTokenizer:
         self.tokenizer.save(str(directory / "tokenizer.json"))
 
 
-def _char_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int,
-                    normalizer: normalizers.Normalizer) -> Tokenizer:
+def _char_tokenizer(
+    texts: Iterable[str], vocab_size: int, min_frequency: int, normalizer: normalizers.Normalizer
+) -> Tokenizer:
     """One token per character; the ``vocab_size`` most frequent characters (ties: by code
     point, so the same texts always give the same tokenizer), the rest [UNK]."""
-    counts = Counter(ch for text in texts for ch in normalizer.normalize_str(text) if not ch.isspace())
-    ranked = sorted((c for c in counts.items() if c[1] >= min_frequency), key=lambda c: (-c[1], c[0]))
+    counts = Counter(
+        ch for text in texts for ch in normalizer.normalize_str(text) if not ch.isspace()
+    )
+    ranked = sorted(
+        (c for c in counts.items() if c[1] >= min_frequency), key=lambda c: (-c[1], c[0])
+    )
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS.values())}
-    for ch, _ in ranked[:max(0, vocab_size - len(vocab))]:
+    for ch, _ in ranked[: max(0, vocab_size - len(vocab))]:
         vocab[ch] = len(vocab)
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL_TOKENS["unk"]))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("."), behavior="isolated")])
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("."), behavior="isolated")]
+    )
     tokenizer.decoder = decoders.Fuse()
     return tokenizer
 
 
-def _subword_tokenizer(kind: str, texts: Iterable[str], vocab_size: int,
-                       min_frequency: int) -> Tokenizer:
+def _subword_tokenizer(
+    kind: str, texts: Iterable[str], vocab_size: int, min_frequency: int
+) -> Tokenizer:
     special = list(SPECIAL_TOKENS.values())
     if kind == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token=SPECIAL_TOKENS["unk"]))
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                            special_tokens=special, show_progress=False)
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=special,
+            show_progress=False,
+        )
         tokenizer.decoder = decoders.WordPiece()
     else:
-        tokenizer = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk"], end_of_word_suffix="</w>"))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                      special_tokens=special, end_of_word_suffix="</w>",
-                                      show_progress=False)
+        tokenizer = Tokenizer(
+            models.BPE(unk_token=SPECIAL_TOKENS["unk"], end_of_word_suffix="</w>")
+        )
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=special,
+            end_of_word_suffix="</w>",
+            show_progress=False,
+        )
         tokenizer.decoder = decoders.BPEDecoder(suffix="</w>")
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.train_from_iterator(texts, trainer=trainer)
@@ -154,25 +200,35 @@ def _canonical_ids(tokenizer: Tokenizer) -> Tokenizer:
     return Tokenizer.from_str(json.dumps(spec))
 
 
-def train_tokenizer(kind: str, texts: Sequence[str], vocab_size: int, max_length: int,
-                    min_frequency: int = 1, lowercase: bool = True) -> TextTokenizer:
+def train_tokenizer(
+    kind: str,
+    texts: Sequence[str],
+    vocab_size: int,
+    max_length: int,
+    min_frequency: int = 1,
+    lowercase: bool = True,
+) -> TextTokenizer:
     """A tokenizer fitted to ``texts`` (the pretraining text: never the test split)."""
     if kind not in KINDS:
-        raise SslLabError(f"backbone.tokenizer.kind={kind}: choose from char, wordpiece, bpe "
-                          "(or set backbone.tokenizer.path to load one)")
+        raise SslLabError(
+            f"backbone.tokenizer.kind={kind}: choose from char, wordpiece, bpe "
+            "(or set backbone.tokenizer.path to load one)"
+        )
     steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
     normalizer = normalizers.Sequence(steps)
     if kind == "char":
         tokenizer = _char_tokenizer(texts, vocab_size, min_frequency, normalizer)
     else:
-        tokenizer = _subword_tokenizer(kind, (normalizer.normalize_str(t) for t in texts),
-                                       vocab_size, min_frequency)
+        tokenizer = _subword_tokenizer(
+            kind, (normalizer.normalize_str(t) for t in texts), vocab_size, min_frequency
+        )
     tokenizer.normalizer = normalizer
     tokenizer.add_special_tokens(list(SPECIAL_TOKENS.values()))
     cls, sep = SPECIAL_TOKENS["cls"], SPECIAL_TOKENS["sep"]
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{cls} $A {sep}", special_tokens=[(cls, tokenizer.token_to_id(cls)),
-                                                 (sep, tokenizer.token_to_id(sep))])
+        single=f"{cls} $A {sep}",
+        special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))],
+    )
     return TextTokenizer(tokenizer, dict(SPECIAL_TOKENS), max_length)
 
 
@@ -181,26 +237,36 @@ def load_hf_tokenizer(directory: Path) -> Any:
     try:
         from transformers import AutoTokenizer
     except ImportError:
-        raise SslLabError("loading a Hugging Face model directory needs transformers: "
-                          "pip install 'ssl_lab[hf]'") from None
+        raise SslLabError(
+            "loading a Hugging Face model directory needs transformers: pip install 'ssl_lab[hf]'"
+        ) from None
     try:
         hf = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
     except (OSError, ValueError) as err:
-        raise SslLabError(f"{directory}: transformers finds no tokenizer there "
-                          f"({str(err).strip().splitlines()[0]})") from None
+        raise SslLabError(
+            f"{directory}: transformers finds no tokenizer there "
+            f"({str(err).strip().splitlines()[0]})"
+        ) from None
     if not hf.is_fast:
         raise SslLabError(f"{directory}: only fast (tokenizer.json) tokenizers are supported")
     if len(hf) <= len(hf.all_special_tokens):  # transformers 5 makes one of config.json alone
-        raise SslLabError(f"{directory}: transformers finds no tokenizer there (it would have "
-                          "special tokens only)")
+        raise SslLabError(
+            f"{directory}: transformers finds no tokenizer there (it would have "
+            "special tokens only)"
+        )
     return hf
 
 
 def hf_roles(hf: Any) -> dict[str, str | None]:
     """Our roles of a Hugging Face tokenizer's special tokens. GPT-style tokenizers have no
     padding token (they pad with end-of-text) and no [CLS] (begin-of-text takes its place)."""
-    return {"pad": hf.pad_token or hf.eos_token, "unk": hf.unk_token,
-            "cls": hf.cls_token or hf.bos_token, "sep": hf.sep_token, "mask": hf.mask_token}
+    return {
+        "pad": hf.pad_token or hf.eos_token,
+        "unk": hf.unk_token,
+        "cls": hf.cls_token or hf.bos_token,
+        "sep": hf.sep_token,
+        "mask": hf.mask_token,
+    }
 
 
 def _hf_tokenizer(directory: Path, max_length: int) -> TextTokenizer:
@@ -228,12 +294,16 @@ def load_tokenizer(path: str | Path, max_length: int) -> TextTokenizer:
         with safe_open(str(path), framework="pt") as f:
             stored = (f.metadata() or {}).get(METADATA_KEY)
         if stored is None:
-            raise SslLabError(f"{path} carries no tokenizer: it was not saved by a text pretraining")
+            raise SslLabError(
+                f"{path} carries no tokenizer: it was not saved by a text pretraining"
+            )
         return TextTokenizer.from_json(stored)
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as err:  # the library raises a bare Exception for malformed files
-        raise SslLabError(f"backbone.tokenizer.path: {path} is not a tokenizer.json ({err})")
+        raise SslLabError(
+            f"backbone.tokenizer.path: {path} is not a tokenizer.json ({err})"
+        ) from None
     return TextTokenizer(tokenizer, dict(SPECIAL_TOKENS), max_length)
 
 
@@ -243,10 +313,18 @@ def make_tokenizer(spec: dict[str, Any], texts: Sequence[str]) -> TextTokenizer:
     if spec.get("path"):
         tokenizer = load_tokenizer(spec["path"], spec["max_length"])
     else:
-        tokenizer = train_tokenizer(spec["kind"], texts, spec["vocab_size"], spec["max_length"],
-                                    spec.get("min_frequency", 1), spec.get("lowercase", True))
+        tokenizer = train_tokenizer(
+            spec["kind"],
+            texts,
+            spec["vocab_size"],
+            spec["max_length"],
+            spec.get("min_frequency", 1),
+            spec.get("lowercase", True),
+        )
     limit = spec.get("vocab_size")
     if limit is not None and tokenizer.vocab_size > limit:
-        raise SslLabError(f"the tokenizer has {tokenizer.vocab_size} tokens, more than "
-                          f"backbone.tokenizer.vocab_size={limit}")
+        raise SslLabError(
+            f"the tokenizer has {tokenizer.vocab_size} tokens, more than "
+            f"backbone.tokenizer.vocab_size={limit}"
+        )
     return tokenizer

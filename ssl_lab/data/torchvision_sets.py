@@ -17,8 +17,14 @@ class TorchvisionDataModule(InMemoryImageDataModule):
     the dataset's constructor arguments for that split, e.g. ``{train: false}`` or
     ``{split: unlabeled}``."""
 
-    def __init__(self, dataset: Callable[..., Any], root: str, download: bool,
-                 split_args: Mapping[str, Mapping[str, Any]], **kwargs) -> None:
+    def __init__(
+        self,
+        dataset: Callable[..., Any],
+        root: str,
+        download: bool,
+        split_args: Mapping[str, Mapping[str, Any]],
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.dataset, self.root, self.download = dataset, Path(root).expanduser(), download
         self.split_args = split_args
@@ -29,8 +35,10 @@ class TorchvisionDataModule(InMemoryImageDataModule):
         except RuntimeError as err:
             if self.download:
                 raise
-            raise SslLabError(f"data={self.name}: not found under {self.root} "
-                              f"(pass data.download=true to fetch it, or set data.root)") from err
+            raise SslLabError(
+                f"data={self.name}: not found under {self.root} "
+                f"(pass data.download=true to fetch it, or set data.root)"
+            ) from err
 
     def load_arrays(self) -> dict[str, np.ndarray]:
         arrays = {}

@@ -22,13 +22,18 @@ class ClassicalBaseline:
     """Ignores the backbone. ``requires_pretext`` (``none``) is declared in the config so the
     pipeline can refuse, before pretraining, a run whose pretraining this task would ignore."""
 
-    def __init__(self, name: str, modality: str, classifier: ClassifierMixin,
-                 requires_pretext: str = "none") -> None:
+    def __init__(
+        self, name: str, modality: str, classifier: ClassifierMixin, requires_pretext: str = "none"
+    ) -> None:
         self.name, self.modality, self.classifier = name, modality, classifier
         self.requires_pretext = requires_pretext
 
-    def evaluate(self, backbone: nn.Module, data: pl.LightningDataModule,
-                 make_trainer: Callable[..., pl.Trainer]) -> dict[str, Any]:
+    def evaluate(
+        self,
+        backbone: nn.Module,
+        data: pl.LightningDataModule,
+        make_trainer: Callable[..., pl.Trainer],
+    ) -> dict[str, Any]:
         x_train, y_train = _flat_arrays(data.labelled_dataset())
         x_test, y_test = _flat_arrays(data.splits["test"])
         self.classifier.fit(x_train.numpy(), y_train.numpy())

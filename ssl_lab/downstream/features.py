@@ -16,14 +16,18 @@ class _FeatureExtractor(pl.LightningModule):
         super().__init__()
         self.backbone = backbone
 
-    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> tuple[torch.Tensor, ...]:
+    def predict_step(
+        self, batch: tuple[torch.Tensor, ...], batch_idx: int
+    ) -> tuple[torch.Tensor, ...]:
         return self.backbone(batch[0]).float().cpu(), batch[1].cpu()
 
 
-def extract_features(backbone: nn.Module, loader: DataLoader,
-                     make_trainer: Callable[..., pl.Trainer]) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_features(
+    backbone: nn.Module, loader: DataLoader, make_trainer: Callable[..., pl.Trainer]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, labels) of every example in ``loader``, backbone in eval mode."""
     outputs = make_trainer(max_epochs=1, logger=False).predict(
-        _FeatureExtractor(backbone), dataloaders=loader)
+        _FeatureExtractor(backbone), dataloaders=loader
+    )
     # under DDP each process predicted a shard: every process gets all of them
     return gather_cat(torch.cat([f for f, _ in outputs]), torch.cat([y for _, y in outputs]))

@@ -19,8 +19,14 @@ from ssl_lab.downstream.features import extract_features
 from ssl_lab.errors import SslLabError
 
 
-def sample_episodes(labels: torch.Tensor, ways: int, shots: int, queries: int, episodes: int,
-                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_episodes(
+    labels: torch.Tensor,
+    ways: int,
+    shots: int,
+    queries: int,
+    episodes: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices into ``labels``: support (episodes, ways, shots) and queries (episodes, ways,
     queries), way j of an episode being one class, examples drawn without replacement.
 
@@ -31,19 +37,23 @@ def sample_episodes(labels: torch.Tensor, ways: int, shots: int, queries: int, e
     if len(eligible) < ways:
         raise SslLabError(
             f"downstream=fewshot: {ways}-way {shots}-shot episodes with {queries} queries need "
-            f"{ways} classes with {shots + queries} test examples each; only {len(eligible)} have")
-    members = pad_sequence([torch.nonzero(labels == c).flatten() for c in eligible],
-                           batch_first=True, padding_value=-1)  # (classes, largest class)
+            f"{ways} classes with {shots + queries} test examples each; only {len(eligible)} have"
+        )
+    members = pad_sequence(
+        [torch.nonzero(labels == c).flatten() for c in eligible], batch_first=True, padding_value=-1
+    )  # (classes, largest class)
     chosen = torch.multinomial(torch.ones(episodes, len(eligible)), ways, generator=generator)
     candidates = members[chosen]  # (episodes, ways, largest class), -1 past each class's end
-    picks = torch.multinomial((candidates >= 0).float().flatten(0, 1), shots + queries,
-                              generator=generator).view(episodes, ways, -1)
+    picks = torch.multinomial(
+        (candidates >= 0).float().flatten(0, 1), shots + queries, generator=generator
+    ).view(episodes, ways, -1)
     drawn = candidates.gather(2, picks)
     return drawn[..., :shots], drawn[..., shots:]
 
 
-def prototype_predict(support: torch.Tensor, queries: torch.Tensor,
-                      distance: str = "euclidean") -> torch.Tensor:
+def prototype_predict(
+    support: torch.Tensor, queries: torch.Tensor, distance: str = "euclidean"
+) -> torch.Tensor:
     """Way of the nearest class mean for each query; support (E, N, K, D), queries (E, M, D)."""
     prototypes = support.mean(dim=2)
     if distance == "cosine":
@@ -52,8 +62,12 @@ def prototype_predict(support: torch.Tensor, queries: torch.Tensor,
     return torch.cdist(queries, prototypes).argmin(-1)
 
 
-def linear_predict(support: torch.Tensor, queries: torch.Tensor, steps: int,
-                   optimizer: Callable[..., torch.optim.Optimizer]) -> torch.Tensor:
+def linear_predict(
+    support: torch.Tensor,
+    queries: torch.Tensor,
+    steps: int,
+    optimizer: Callable[..., torch.optim.Optimizer],
+) -> torch.Tensor:
     """Way predicted by a logistic regression trained on each episode's support set (the
     baseline of Chen et al. 2019), all episodes trained as one batch of independent models.
 
@@ -80,10 +94,20 @@ class FewShot:
     """Reports ``fewshot_{N}way_{K}shot`` and its 95% confidence interval for every K in
     ``shots``; the headline ``score`` is the largest K."""
 
-    def __init__(self, name: str, modality: str, seed: int, ways: int = 5,
-                 shots: Sequence[int] = (1, 5), queries: int = 15, episodes: int = 600,
-                 classifier: str = "prototype", distance: str = "euclidean", steps: int = 100,
-                 optimizer: Callable[..., torch.optim.Optimizer] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        modality: str,
+        seed: int,
+        ways: int = 5,
+        shots: Sequence[int] = (1, 5),
+        queries: int = 15,
+        episodes: int = 600,
+        classifier: str = "prototype",
+        distance: str = "euclidean",
+        steps: int = 100,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+    ) -> None:
         if classifier not in ("prototype", "linear"):
             raise SslLabError(f"downstream.classifier={classifier}: choose prototype or linear")
         if distance not in ("euclidean", "cosine"):
@@ -98,10 +122,15 @@ class FewShot:
             return linear_predict(support, queries, self.steps, self.optimizer)
         return prototype_predict(support, queries, self.distance)
 
-    def evaluate(self, backbone: nn.Module, data: pl.LightningDataModule,
-                 make_trainer: Callable[..., pl.Trainer]) -> dict[str, Any]:
-        return self.evaluate_features(*extract_features(backbone, data.test_dataloader(),
-                                                        make_trainer))
+    def evaluate(
+        self,
+        backbone: nn.Module,
+        data: pl.LightningDataModule,
+        make_trainer: Callable[..., pl.Trainer],
+    ) -> dict[str, Any]:
+        return self.evaluate_features(
+            *extract_features(backbone, data.test_dataloader(), make_trainer)
+        )
 
     def evaluate_features(self, features: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         """The metrics of ``evaluate`` on given features, the same episodes for the same seed."""
@@ -110,13 +139,19 @@ class FewShot:
         method = self.classifier if self.classifier == "linear" else f"prototype/{self.distance}"
         metrics: dict[str, Any] = {"fewshot_classifier": method, "fewshot_episodes": self.episodes}
         for shots in self.shots:
-            support, queries = sample_episodes(labels, self.ways, shots, self.queries,
-                                               self.episodes, generator)
+            support, queries = sample_episodes(
+                labels, self.ways, shots, self.queries, self.episodes, generator
+            )
             predicted = self._predict(features[support], features[queries.flatten(1)])
-            accuracy = multiclass_accuracy(predicted, target, self.ways, average="micro",
-                                           multidim_average="samplewise")  # one per episode
+            accuracy = multiclass_accuracy(
+                predicted, target, self.ways, average="micro", multidim_average="samplewise"
+            )  # one per episode
             key = f"fewshot_{self.ways}way_{shots}shot"
             metrics[key] = float(accuracy.mean())
-            metrics[f"{key}_ci95"] = float(1.96 * accuracy.std() / self.episodes ** 0.5)
-        return {**metrics, "score": metrics[key], "score_ci95": metrics[f"{key}_ci95"],
-                "score_name": f"fewshot/{self.ways}way_{self.shots[-1]}shot"}
+            metrics[f"{key}_ci95"] = float(1.96 * accuracy.std() / self.episodes**0.5)
+        return {
+            **metrics,
+            "score": metrics[key],
+            "score_ci95": metrics[f"{key}_ci95"],
+            "score_name": f"fewshot/{self.ways}way_{self.shots[-1]}shot",
+        }

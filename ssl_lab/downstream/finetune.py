@@ -12,24 +12,56 @@ from ssl_lab.downstream.classifier import ClassifierModule, fit_and_test
 
 
 class FineTune:
-    def __init__(self, name: str, modality: str, epochs: int, lr: float,
-                 optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None,
-                 backbone_lr_scale: float = 1.0, freeze: str = "full", trainable_blocks: int = 1,
-                 layer_decay: float = 1.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        modality: str,
+        epochs: int,
+        lr: float,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        backbone_lr_scale: float = 1.0,
+        freeze: str = "full",
+        trainable_blocks: int = 1,
+        layer_decay: float = 1.0,
+    ) -> None:
         self.name, self.modality, self.epochs, self.lr = name, modality, epochs, lr
         self.optimizer, self.scheduler = optimizer, scheduler
         self.backbone_lr_scale, self.layer_decay = backbone_lr_scale, layer_decay
         self.freeze, self.trainable_blocks = freeze, trainable_blocks
 
-    def evaluate(self, backbone: nn.Module, data: pl.LightningDataModule,
-                 make_trainer: Callable[..., pl.Trainer]) -> dict[str, Any]:
+    def evaluate(
+        self,
+        backbone: nn.Module,
+        data: pl.LightningDataModule,
+        make_trainer: Callable[..., pl.Trainer],
+    ) -> dict[str, Any]:
         head = nn.Linear(backbone.out_dim, data.num_classes)
-        module = ClassifierModule(backbone, head, data.num_classes, self.lr, self.optimizer,
-                                  self.scheduler, self.backbone_lr_scale, self.freeze,
-                                  self.trainable_blocks, self.layer_decay, data.augment)
-        metrics = fit_and_test(module, data.train_dataloader(), data.val_dataloader(),
-                               data.test_dataloader(), self.epochs, make_trainer)
+        module = ClassifierModule(
+            backbone,
+            head,
+            data.num_classes,
+            self.lr,
+            self.optimizer,
+            self.scheduler,
+            self.backbone_lr_scale,
+            self.freeze,
+            self.trainable_blocks,
+            self.layer_decay,
+            data.augment,
+        )
+        metrics = fit_and_test(
+            module,
+            data.train_dataloader(),
+            data.val_dataloader(),
+            data.test_dataloader(),
+            self.epochs,
+            make_trainer,
+        )
         # The report sees only metrics.json: record the policy so a sweep over it stays readable.
-        return {**metrics, "freeze": self.freeze, "trainable_blocks": module.n_trainable_blocks,
-                "layer_decay": self.layer_decay}
+        return {
+            **metrics,
+            "freeze": self.freeze,
+            "trainable_blocks": module.n_trainable_blocks,
+            "layer_decay": self.layer_decay,
+        }

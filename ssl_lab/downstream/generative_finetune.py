@@ -46,14 +46,16 @@ def sobel_edges(images: torch.Tensor) -> torch.Tensor:
     image's strongest edge is 1."""
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=images.device)
     kernels = torch.stack([kx, kx.T]).unsqueeze(1).repeat(images.shape[1], 1, 1, 1)
-    grads = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernels,
-                     groups=images.shape[1]).unflatten(1, (images.shape[1], 2))
+    grads = F.conv2d(
+        F.pad(images, (1, 1, 1, 1), mode="replicate"), kernels, groups=images.shape[1]
+    ).unflatten(1, (images.shape[1], 2))
     magnitude = grads.pow(2).sum(2).sqrt()
     return magnitude / magnitude.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
 
 
-def target_style(images: torch.Tensor, labels: torch.Tensor, style: str, mean: torch.Tensor,
-                 std: torch.Tensor) -> torch.Tensor:
+def target_style(
+    images: torch.Tensor, labels: torch.Tensor, style: str, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
     """The target-style images among (or made from) normalised ``images``, normalised alike."""
     if style.startswith("class:"):
         return images[labels == int(style.removeprefix("class:"))]
@@ -67,9 +69,16 @@ class MaskedReconstruction(pl.LightningModule):
     """Encoder + decoder trained with L2 on the hidden centre. Test PSNR and SSIM compare the
     filled image (prediction inside the hole, the input outside) with the original, in [0, 1]."""
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, lr: float,
-                 optimizer: Callable[..., torch.optim.Optimizer], mean: torch.Tensor,
-                 std: torch.Tensor, suffix: str = "") -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        lr: float,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        suffix: str = "",
+    ) -> None:
         super().__init__()
         self.encoder, self.decoder, self.suffix = encoder, decoder, suffix
         self.lr, self.optimizer_factory = lr, optimizer
@@ -94,8 +103,13 @@ class MaskedReconstruction(pl.LightningModule):
         (images,) = batch
         out, mask = self._fill(images)
         loss = (out.float() - images).pow(2).masked_select(mask.expand_as(images)).mean()
-        self.log(f"generative/train_loss{self.suffix}", loss, on_step=True, on_epoch=False,
-                 batch_size=len(images))
+        self.log(
+            f"generative/train_loss{self.suffix}",
+            loss,
+            on_step=True,
+            on_epoch=False,
+            batch_size=len(images),
+        )
         return loss
 
     def test_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> None:
@@ -109,8 +123,9 @@ class MaskedReconstruction(pl.LightningModule):
         self.log(f"test/ssim{self.suffix}", self.ssim, batch_size=len(images))
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure_optimizers([{"params": list(self.parameters())}], self.lr,
-                                    self.optimizer_factory)
+        return configure_optimizers(
+            [{"params": list(self.parameters())}], self.lr, self.optimizer_factory
+        )
 
 
 def reinitialised(backbone: nn.Module) -> nn.Module:
@@ -126,11 +141,24 @@ def reinitialised(backbone: nn.Module) -> nn.Module:
 class GenerativeFinetune:
     """``score`` is the transferred model's PSNR (dB); ``psnr_gain`` is its lead over scratch."""
 
-    def __init__(self, name: str, modality: str, style: str, images: int, steps: int,
-                 batch_size: int, lr: float, optimizer: Callable[..., torch.optim.Optimizer],
-                 seed: int, decoder_levels: int = 4) -> None:
-        if not (style in ("inverted", "edges")
-                or style.startswith("class:") and style.removeprefix("class:").isdigit()):
+    def __init__(
+        self,
+        name: str,
+        modality: str,
+        style: str,
+        images: int,
+        steps: int,
+        batch_size: int,
+        lr: float,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        seed: int,
+        decoder_levels: int = 4,
+    ) -> None:
+        if not (
+            style in ("inverted", "edges")
+            or style.startswith("class:")
+            and style.removeprefix("class:").isdigit()
+        ):
             raise SslLabError(f"downstream.style={style}: choose {STYLES}")
         self.name, self.modality, self.style, self.images = name, modality, style, images
         self.steps, self.batch_size, self.lr, self.optimizer = steps, batch_size, lr, optimizer
@@ -153,35 +181,61 @@ class GenerativeFinetune:
         order = torch.rand(rounds, count, generator=generator).argsort(dim=1).flatten()
         return order[:total].tolist()
 
-    def _train_and_test(self, encoder: nn.Module, train: torch.Tensor, test: torch.Tensor,
-                        data: pl.LightningDataModule, make_trainer: Callable[..., pl.Trainer],
-                        suffix: str) -> tuple[dict[str, float], int]:
+    def _train_and_test(
+        self,
+        encoder: nn.Module,
+        train: torch.Tensor,
+        test: torch.Tensor,
+        data: pl.LightningDataModule,
+        make_trainer: Callable[..., pl.Trainer],
+        suffix: str,
+    ) -> tuple[dict[str, float], int]:
         """Exactly ``steps`` optimiser steps of ``batch_size`` images (split over processes)."""
         pl.seed_everything(self.seed, workers=True, verbose=False)
         module = MaskedReconstruction(
-            encoder, upsampling_decoder(encoder.out_dim, train.shape[1], self.decoder_levels),
-            self.lr, self.optimizer, data.mean, data.std, suffix)
+            encoder,
+            upsampling_decoder(encoder.out_dim, train.shape[1], self.decoder_levels),
+            self.lr,
+            self.optimizer,
+            data.mean,
+            data.std,
+            suffix,
+        )
         trainer = make_trainer(max_epochs=1)
-        loader = DataLoader(TensorDataset(train), sampler=self._batches(len(train)),
-                            batch_size=max(1, self.batch_size // trainer.world_size))
+        loader = DataLoader(
+            TensorDataset(train),
+            sampler=self._batches(len(train)),
+            batch_size=max(1, self.batch_size // trainer.world_size),
+        )
         trainer.fit(module, train_dataloaders=loader)
         test_loader = unrepeated(DataLoader(TensorDataset(test), batch_size=data.batch_size))
         (results,) = trainer.test(module, dataloaders=test_loader, verbose=False)
         return results, trainer.global_step
 
-    def evaluate(self, backbone: nn.Module, data: pl.LightningDataModule,
-                 make_trainer: Callable[..., pl.Trainer]) -> dict[str, Any]:
+    def evaluate(
+        self,
+        backbone: nn.Module,
+        data: pl.LightningDataModule,
+        make_trainer: Callable[..., pl.Trainer],
+    ) -> dict[str, Any]:
         pool = self._style_split(data, "train")
         chosen = torch.randperm(len(pool), generator=torch.Generator().manual_seed(self.seed))
-        train = pool[chosen[:self.images]]
+        train = pool[chosen[: self.images]]
         test = self._style_split(data, "test")
         scratch_encoder = reinitialised(backbone)
         transfer, steps = self._train_and_test(backbone, train, test, data, make_trainer, "")
-        scratch, _ = self._train_and_test(scratch_encoder, train, test, data, make_trainer,
-                                          "_scratch")
+        scratch, _ = self._train_and_test(
+            scratch_encoder, train, test, data, make_trainer, "_scratch"
+        )
         psnr, psnr_scratch = float(transfer["test/psnr"]), float(scratch["test/psnr_scratch"])
-        return {"score": psnr, "score_name": "test/psnr", "psnr_scratch": psnr_scratch,
-                "psnr_gain": psnr - psnr_scratch, "ssim": float(transfer["test/ssim"]),
-                "ssim_scratch": float(scratch["test/ssim_scratch"]),
-                "generative_style": self.style, "generative_images": len(train),
-                "generative_steps": steps}
+        return {
+            "score": psnr,
+            "score_name": "test/psnr",
+            "psnr_scratch": psnr_scratch,
+            "psnr_gain": psnr - psnr_scratch,
+            "ssim": float(transfer["test/ssim"]),
+            "ssim_scratch": float(scratch["test/ssim_scratch"]),
+            "generative_style": self.style,
+            "generative_images": len(train),
+            "generative_steps": steps,
+        }

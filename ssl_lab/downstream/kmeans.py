@@ -28,14 +28,22 @@ class KMeansClustering:
     def __init__(self, name: str, modality: str, seed: int, n_init: int = 10) -> None:
         self.name, self.modality, self.seed, self.n_init = name, modality, seed, n_init
 
-    def evaluate(self, backbone: nn.Module, data: pl.LightningDataModule,
-                 make_trainer: Callable[..., pl.Trainer]) -> dict[str, Any]:
+    def evaluate(
+        self,
+        backbone: nn.Module,
+        data: pl.LightningDataModule,
+        make_trainer: Callable[..., pl.Trainer],
+    ) -> dict[str, Any]:
         features, labels = extract_features(backbone, data.test_dataloader(), make_trainer)
         return self.evaluate_features(features, labels, data.num_classes)
 
-    def evaluate_features(self, features: torch.Tensor, labels: torch.Tensor,
-                          num_classes: int) -> dict[str, Any]:
+    def evaluate_features(
+        self, features: torch.Tensor, labels: torch.Tensor, num_classes: int
+    ) -> dict[str, Any]:
         """The metrics of ``evaluate`` on given features."""
         assignment = cluster(features, num_classes, self.n_init, self.seed)
-        return {"score": float(normalized_mutual_info_score(assignment, labels)),
-                "score_name": "test/nmi", "test_ari": float(adjusted_rand_score(assignment, labels))}
+        return {
+            "score": float(normalized_mutual_info_score(assignment, labels)),
+            "score_name": "test/nmi",
+            "test_ari": float(adjusted_rand_score(assignment, labels)),
+        }

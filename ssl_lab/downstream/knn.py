@@ -14,9 +14,15 @@ from torchmetrics.functional.classification import multiclass_accuracy
 from ssl_lab.downstream.features import extract_features
 
 
-def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor,
-                query_features: torch.Tensor, num_classes: int, k: int = 200,
-                temperature: float = 0.07, batch_size: int = 1024) -> torch.Tensor:
+def knn_predict(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    query_features: torch.Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.07,
+    batch_size: int = 1024,
+) -> torch.Tensor:
     """Predicted label of each query: the class with the largest sum of ``exp(cos / T)`` over the
     query's ``k`` most similar memory-bank examples (``k`` clamped to the bank size).
 
@@ -40,18 +46,33 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor,
 class KNNClassifier:
     """The labelled subset of the train split is the memory bank; the test split is queried."""
 
-    def __init__(self, name: str, modality: str, k: int = 200, temperature: float = 0.07,
-                 batch_size: int = 1024) -> None:
+    def __init__(
+        self,
+        name: str,
+        modality: str,
+        k: int = 200,
+        temperature: float = 0.07,
+        batch_size: int = 1024,
+    ) -> None:
         self.name, self.modality = name, modality
         self.k, self.temperature, self.batch_size = k, temperature, batch_size
 
-    def evaluate(self, backbone: nn.Module, data: pl.LightningDataModule,
-                 make_trainer: Callable[..., pl.Trainer]) -> dict[str, Any]:
+    def evaluate(
+        self,
+        backbone: nn.Module,
+        data: pl.LightningDataModule,
+        make_trainer: Callable[..., pl.Trainer],
+    ) -> dict[str, Any]:
         labelled = DataLoader(data.labelled_dataset(), batch_size=data.batch_size)
         bank, bank_labels = extract_features(backbone, labelled, make_trainer)
         queries, labels = extract_features(backbone, data.test_dataloader(), make_trainer)
-        predicted = knn_predict(bank, bank_labels, queries, data.num_classes, self.k,
-                                self.temperature, self.batch_size)
+        predicted = knn_predict(
+            bank, bank_labels, queries, data.num_classes, self.k, self.temperature, self.batch_size
+        )
         accuracy = multiclass_accuracy(predicted, labels, data.num_classes, average="micro")
-        return {"score": float(accuracy), "score_name": "test/acc",
-                "knn_k": min(self.k, len(bank)), "knn_temperature": self.temperature}
+        return {
+            "score": float(accuracy),
+            "score_name": "test/acc",
+            "knn_k": min(self.k, len(bank)),
+            "knn_temperature": self.temperature,
+        }

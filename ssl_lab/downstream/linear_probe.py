@@ -14,27 +14,54 @@ from ssl_lab.downstream.features import extract_features
 
 
 class LinearProbe:
-    def __init__(self, name: str, modality: str, epochs: int, lr: float,
-                 optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        modality: str,
+        epochs: int,
+        lr: float,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
         self.name, self.modality, self.epochs, self.lr = name, modality, epochs, lr
         self.optimizer, self.scheduler = optimizer, scheduler
 
-    def evaluate(self, backbone: nn.Module, data: pl.LightningDataModule,
-                 make_trainer: Callable[..., pl.Trainer]) -> dict[str, Any]:
+    def evaluate(
+        self,
+        backbone: nn.Module,
+        data: pl.LightningDataModule,
+        make_trainer: Callable[..., pl.Trainer],
+    ) -> dict[str, Any]:
         labelled = DataLoader(data.labelled_dataset(), batch_size=data.batch_size)
-        splits = {name: extract_features(backbone, loader, make_trainer) for name, loader in
-                  (("train", labelled), ("val", data.val_dataloader()),
-                   ("test", data.test_dataloader()))}
+        splits = {
+            name: extract_features(backbone, loader, make_trainer)
+            for name, loader in (
+                ("train", labelled),
+                ("val", data.val_dataloader()),
+                ("test", data.test_dataloader()),
+            )
+        }
         # Standardise with the labelled examples' statistics: pretext tasks leave features on very
         # different scales, and one learning rate should suit them all.
         mean, std = splits["train"][0].mean(0), splits["train"][0].std(0).clamp_min(1e-6)
         features = {name: TensorDataset((f - mean) / std, y) for name, (f, y) in splits.items()}
-        loaders = {"train": data.labelled_loader(features["train"]),
-                   **{name: DataLoader(features[name], batch_size=data.batch_size)
-                      for name in ("val", "test")}}
+        loaders = {
+            "train": data.labelled_loader(features["train"]),
+            **{
+                name: DataLoader(features[name], batch_size=data.batch_size)
+                for name in ("val", "test")
+            },
+        }
         head = nn.Linear(backbone.out_dim, data.num_classes)
-        module = ClassifierModule(nn.Identity(), head, data.num_classes, self.lr, self.optimizer,
-                                  self.scheduler, backbone_lr_scale=0.0)
-        return fit_and_test(module, loaders["train"], loaders["val"], loaders["test"],
-                            self.epochs, make_trainer)
+        module = ClassifierModule(
+            nn.Identity(),
+            head,
+            data.num_classes,
+            self.lr,
+            self.optimizer,
+            self.scheduler,
+            backbone_lr_scale=0.0,
+        )
+        return fit_and_test(
+            module, loaders["train"], loaders["val"], loaders["test"], self.epochs, make_trainer
+        )

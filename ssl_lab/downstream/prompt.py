@@ -39,8 +39,9 @@ def _template_ids(tokenizer, template: str) -> list[int]:
     return ids
 
 
-def fill_pattern(tokenizer, texts: Sequence[str], pattern: str,
-                 causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def fill_pattern(
+    tokenizer, texts: Sequence[str], pattern: str, causal: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids (N, L), position (N,)): each text in ``pattern`` (cut to fit ``max_length``, never
     the pattern), and the position whose scores decide: the [MASK], or for a causal model the
     last token before where the [MASK] was."""
@@ -53,15 +54,18 @@ def fill_pattern(tokenizer, texts: Sequence[str], pattern: str,
     end = [sep] if sep is not None and not causal else []
     room = tokenizer.max_length - len(start) - len(head) - len(tail) - len(end)
     if room < 1:
-        raise SslLabError(f"downstream.patterns: '{pattern}' leaves no room for the text in "
-                          f"{tokenizer.max_length} tokens")
+        raise SslLabError(
+            f"downstream.patterns: '{pattern}' leaves no room for the text in "
+            f"{tokenizer.max_length} tokens"
+        )
     rows = [start + head + ids[:room] + tail + end for ids in tokenizer.pieces_batch(texts)]
     ids = torch.full((len(rows), max(map(len, rows))), tokenizer.ids["pad"], dtype=torch.long)
     positions = torch.empty(len(rows), dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, :len(row)] = torch.tensor(row)
-        positions[i] = len(row) - 1 - len(end) if causal else row.index(tokenizer.ids["mask"],
-                                                                      len(start))
+        ids[i, : len(row)] = torch.tensor(row)
+        positions[i] = (
+            len(row) - 1 - len(end) if causal else row.index(tokenizer.ids["mask"], len(start))
+        )
     return ids, positions
 
 
@@ -69,9 +73,14 @@ class PromptModule(pl.LightningModule):
     """Scores of the verbalizer tokens at the decisive position; trained (few-shot) with
     cross-entropy over those scores."""
 
-    def __init__(self, backbone: nn.Module, verbalizer_ids: Sequence[int], lr: float,
-                 optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        verbalizer_ids: Sequence[int],
+        lr: float,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
         super().__init__()
         self.backbone, self.lr = backbone, lr
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -94,26 +103,39 @@ class PromptModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.backbone.parameters() if p.requires_grad]
-        return configure_optimizers([{"params": params}], self.lr, self.optimizer_factory,
-                                    self.scheduler_factory)
+        return configure_optimizers(
+            [{"params": params}], self.lr, self.optimizer_factory, self.scheduler_factory
+        )
 
 
 class Prompt:
     """Reports ``test/acc_pattern{i}`` for each pattern; the headline ``score`` is their mean."""
 
-    def __init__(self, name: str, modality: str, patterns: Sequence[str] | None,
-                 verbalizers: Sequence[str] | None, few_shot: bool = False, epochs: int = 2,
-                 lr: float = 1e-4, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-                 scheduler: Callable[..., Any] | None = None, calibrate: bool = True,
-                 requires_language_model: bool = True,
-                 trains_language_model: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        modality: str,
+        patterns: Sequence[str] | None,
+        verbalizers: Sequence[str] | None,
+        few_shot: bool = False,
+        epochs: int = 2,
+        lr: float = 1e-4,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        calibrate: bool = True,
+        requires_language_model: bool = True,
+        trains_language_model: bool = False,
+    ) -> None:
         if not patterns or not verbalizers:
-            raise SslLabError("downstream=prompt needs downstream.patterns and "
-                              "downstream.verbalizers (this dataset's config sets none)")
+            raise SslLabError(
+                "downstream=prompt needs downstream.patterns and "
+                "downstream.verbalizers (this dataset's config sets none)"
+            )
         for pattern in patterns:
             if pattern.count("{text}") != 1 or pattern.count(MASK) != 1:
-                raise SslLabError(f"downstream.patterns: '{pattern}' must hold {{text}} and "
-                                  f"{MASK} once each")
+                raise SslLabError(
+                    f"downstream.patterns: '{pattern}' must hold {{text}} and {MASK} once each"
+                )
         self.name, self.modality = name, modality
         self.patterns, self.verbalizers = list(patterns), list(verbalizers)
         self.few_shot, self.epochs, self.lr = few_shot, epochs, lr
@@ -122,47 +144,74 @@ class Prompt:
 
     def _verbalizer_ids(self, tokenizer, num_classes: int) -> list[int]:
         if len(self.verbalizers) != num_classes:
-            raise SslLabError(f"downstream.verbalizers: {len(self.verbalizers)} words for "
-                              f"{num_classes} classes")
+            raise SslLabError(
+                f"downstream.verbalizers: {len(self.verbalizers)} words for {num_classes} classes"
+            )
         ids = []
         for word in self.verbalizers:
             pieces = tokenizer.pieces(word)
             if len(pieces) != 1 or pieces[0] == tokenizer.ids.get("unk"):
-                raise SslLabError(f"downstream.verbalizers: '{word}' is not one known token of "
-                                  f"this tokenizer ({[tokenizer.token(i) for i in pieces]})")
+                raise SslLabError(
+                    f"downstream.verbalizers: '{word}' is not one known token of "
+                    f"this tokenizer ({[tokenizer.token(i) for i in pieces]})"
+                )
             ids.append(pieces[0])
         return ids
 
-    def _dataset(self, data: pl.LightningDataModule, texts: Sequence[str],
-                 labels: Sequence[int], causal: bool, patterns: Sequence[str]) -> TensorDataset:
+    def _dataset(
+        self,
+        data: pl.LightningDataModule,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        causal: bool,
+        patterns: Sequence[str],
+    ) -> TensorDataset:
         """Each text under each of ``patterns``, padded to one width."""
         filled = [fill_pattern(data.tokenizer, texts, p, causal) for p in patterns]
         width = max(ids.shape[1] for ids, _ in filled)
-        ids = torch.cat([F.pad(i, (0, width - i.shape[1]), value=data.tokenizer.ids["pad"])
-                         for i, _ in filled])
-        return TensorDataset(ids, torch.cat([p for _, p in filled]),
-                             torch.tensor(list(labels) * len(patterns), dtype=torch.long))
+        ids = torch.cat(
+            [F.pad(i, (0, width - i.shape[1]), value=data.tokenizer.ids["pad"]) for i, _ in filled]
+        )
+        return TensorDataset(
+            ids,
+            torch.cat([p for _, p in filled]),
+            torch.tensor(list(labels) * len(patterns), dtype=torch.long),
+        )
 
-    def evaluate(self, backbone: nn.Module, data: pl.LightningDataModule,
-                 make_trainer: Callable[..., pl.Trainer]) -> dict[str, Any]:
+    def evaluate(
+        self,
+        backbone: nn.Module,
+        data: pl.LightningDataModule,
+        make_trainer: Callable[..., pl.Trainer],
+    ) -> dict[str, Any]:
         causal = bool(getattr(backbone, "causal", False))
         patterns = self.patterns
         if causal:  # a causal model reads left to right: the gap must come after the text
             patterns = [p for p in self.patterns if p.index("{text}") < p.index(MASK)]
             if not patterns:
-                raise SslLabError("downstream=prompt with a causal model needs patterns with "
-                                  f"{MASK} after {{text}}; none of {self.patterns} has")
-        module = PromptModule(backbone, self._verbalizer_ids(data.tokenizer, data.num_classes),
-                              self.lr, self.optimizer, self.scheduler)
+                raise SslLabError(
+                    "downstream=prompt with a causal model needs patterns with "
+                    f"{MASK} after {{text}}; none of {self.patterns} has"
+                )
+        module = PromptModule(
+            backbone,
+            self._verbalizer_ids(data.tokenizer, data.num_classes),
+            self.lr,
+            self.optimizer,
+            self.scheduler,
+        )
         if self.few_shot:
             texts, labels = data.texts["train"]
             chosen = data.labelled_indices.tolist()
-            train = self._dataset(data, [texts[i] for i in chosen], [labels[i] for i in chosen],
-                                  causal, patterns)
+            train = self._dataset(
+                data, [texts[i] for i in chosen], [labels[i] for i in chosen], causal, patterns
+            )
             make_trainer(max_epochs=self.epochs).fit(module, data.labelled_loader(train))
-        metrics: dict[str, Any] = {"prompt_few_shot": self.few_shot,
-                                   "prompt_patterns": " | ".join(patterns),
-                                   "prompt_verbalizers": " / ".join(self.verbalizers)}
+        metrics: dict[str, Any] = {
+            "prompt_few_shot": self.few_shot,
+            "prompt_patterns": " | ".join(patterns),
+            "prompt_verbalizers": " / ".join(self.verbalizers),
+        }
         if not self.few_shot:
             metrics["n_labels"] = 0
         predictor = make_trainer(max_epochs=1, logger=False)
@@ -176,15 +225,21 @@ class Prompt:
             test = self._dataset(data, ["", *texts], [-1, *labels], causal, [pattern])
             loader = DataLoader(test, batch_size=data.batch_size, collate_fn=data.collate_fn)
             outputs = predictor.predict(module, dataloaders=unrepeated(loader))
-            scores, labels = gather_cat(torch.cat([s for s, _ in outputs]),
-                                        torch.cat([y for _, y in outputs]))
+            scores, labels = gather_cat(
+                torch.cat([s for s, _ in outputs]), torch.cat([y for _, y in outputs])
+            )
             log_p = scores.log_softmax(1)
             real = labels >= 0
             raw = float((log_p[real].argmax(1) == labels[real]).float().mean())
-            calibrated = float(((log_p[real] - log_p[~real][0]).argmax(1) == labels[real])
-                               .float().mean())
+            calibrated = float(
+                ((log_p[real] - log_p[~real][0]).argmax(1) == labels[real]).float().mean()
+            )
             metrics[f"test/acc_pattern{i}_uncalibrated"] = raw
             accuracies.append(calibrated if self.calibrate else raw)
             metrics[f"test/acc_pattern{i}"] = accuracies[-1]
-        return {**metrics, "prompt_calibrated": self.calibrate,
-                "score": sum(accuracies) / len(accuracies), "score_name": "test/acc"}
+        return {
+            **metrics,
+            "prompt_calibrated": self.calibrate,
+            "score": sum(accuracies) / len(accuracies),
+            "score_name": "test/acc",
+        }

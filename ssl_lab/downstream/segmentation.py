@@ -22,8 +22,9 @@ SPLITS = {"train": "transfer/train_", "val": "transfer/val_", "test": "test/"}
 MIN_CHANNELS = 32
 
 
-def derive_masks(images: torch.Tensor, labels: torch.Tensor,
-                 threshold: torch.Tensor) -> torch.Tensor:
+def derive_masks(
+    images: torch.Tensor, labels: torch.Tensor, threshold: torch.Tensor
+) -> torch.Tensor:
     """(B, H, W) masks: ``labels + 1`` where any channel of ``images`` (B, C, H, W) is above its
     ``threshold`` (C,), given in the images' normalised units; 0 elsewhere."""
     foreground = (images > threshold.view(1, -1, 1, 1)).any(dim=1)
@@ -37,13 +38,19 @@ def fcn_decoder(in_channels: int, num_classes: int, levels: int, width: int) -> 
 
     Never fewer than ``MIN_CHANNELS``: the last layers carry every class's shape, and 16 channels
     for 11 classes halved the mIoU on digits (0.39 against 0.76, 15 epochs)."""
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
-                               nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+    ]
     channels = width
     for _ in range(levels):
         nxt = max(MIN_CHANNELS, channels // 2)
-        layers += [nn.ConvTranspose2d(channels, nxt, 4, stride=2, padding=1, bias=False),
-                   nn.BatchNorm2d(nxt), nn.ReLU(inplace=True)]
+        layers += [
+            nn.ConvTranspose2d(channels, nxt, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(nxt),
+            nn.ReLU(inplace=True),
+        ]
         channels = nxt
     layers.append(nn.Conv2d(channels, num_classes, 1))
     return nn.Sequential(*layers)
@@ -59,13 +66,23 @@ class SegmentationModule(ClassifierModule):
     pixels would weigh as much as one it fills.
     """
 
-    def __init__(self, backbone: nn.Module, decoder: nn.Module, num_classes: int,
-                 threshold: torch.Tensor, lr: float, **classifier_args: Any) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        decoder: nn.Module,
+        num_classes: int,
+        threshold: torch.Tensor,
+        lr: float,
+        **classifier_args: Any,
+    ) -> None:
         super().__init__(backbone, decoder, num_classes, lr, **classifier_args)
         self.register_buffer("threshold", threshold)
-        self.miou = nn.ModuleDict({f"{split}_miou": MulticlassJaccardIndex(num_classes,
-                                                                           average="macro")
-                                   for split in SPLITS})
+        self.miou = nn.ModuleDict(
+            {
+                f"{split}_miou": MulticlassJaccardIndex(num_classes, average="macro")
+                for split in SPLITS
+            }
+        )
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         x, y = batch
@@ -89,33 +106,66 @@ class Segmentation:
     """Trains on the labelled subset (``data.labelled_loader``: few labels, as many steps), with
     the dataset's transfer augmentation; ``score`` is the test mIoU, the background included."""
 
-    def __init__(self, name: str, modality: str, epochs: int, lr: float,
-                 optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None, threshold: float = 0.5,
-                 decoder_levels: int = 3, decoder_width: int = 128,
-                 backbone_lr_scale: float = 1.0, freeze: str = "full", trainable_blocks: int = 1,
-                 layer_decay: float = 1.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        modality: str,
+        epochs: int,
+        lr: float,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        threshold: float = 0.5,
+        decoder_levels: int = 3,
+        decoder_width: int = 128,
+        backbone_lr_scale: float = 1.0,
+        freeze: str = "full",
+        trainable_blocks: int = 1,
+        layer_decay: float = 1.0,
+    ) -> None:
         self.name, self.modality, self.epochs, self.lr = name, modality, epochs, lr
         self.optimizer, self.scheduler, self.threshold = optimizer, scheduler, threshold
         self.decoder_levels, self.decoder_width = decoder_levels, decoder_width
-        self.policy = {"backbone_lr_scale": backbone_lr_scale, "freeze": freeze,
-                       "trainable_blocks": trainable_blocks, "layer_decay": layer_decay}
+        self.policy = {
+            "backbone_lr_scale": backbone_lr_scale,
+            "freeze": freeze,
+            "trainable_blocks": trainable_blocks,
+            "layer_decay": layer_decay,
+        }
 
-    def evaluate(self, backbone: nn.Module, data: pl.LightningDataModule,
-                 make_trainer: Callable[..., pl.Trainer]) -> dict[str, Any]:
+    def evaluate(
+        self,
+        backbone: nn.Module,
+        data: pl.LightningDataModule,
+        make_trainer: Callable[..., pl.Trainer],
+    ) -> dict[str, Any]:
         classes = data.num_classes + 1  # background
         decoder = fcn_decoder(backbone.out_dim, classes, self.decoder_levels, self.decoder_width)
-        module = SegmentationModule(backbone, decoder, classes,
-                                    (self.threshold - data.mean) / data.std, self.lr,
-                                    optimizer=self.optimizer, scheduler=self.scheduler,
-                                    augment=data.augment, **self.policy)
+        module = SegmentationModule(
+            backbone,
+            decoder,
+            classes,
+            (self.threshold - data.mean) / data.std,
+            self.lr,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            augment=data.augment,
+            **self.policy,
+        )
         trainer = make_trainer(max_epochs=self.epochs)
-        trainer.fit(module, train_dataloaders=data.labelled_loader(data.labelled_dataset()),
-                    val_dataloaders=data.val_dataloader())
-        (results,) = trainer.test(module, dataloaders=unrepeated(data.test_dataloader()),
-                                  verbose=False)
-        return {"score": float(results["test/miou"]), "score_name": "test/miou",
-                "test_pixel_acc": float(results["test/pixel_acc"]),
-                "test_loss": float(results["test/loss"]), "freeze": self.policy["freeze"],
-                "trainable_blocks": module.n_trainable_blocks,
-                "layer_decay": self.policy["layer_decay"]}
+        trainer.fit(
+            module,
+            train_dataloaders=data.labelled_loader(data.labelled_dataset()),
+            val_dataloaders=data.val_dataloader(),
+        )
+        (results,) = trainer.test(
+            module, dataloaders=unrepeated(data.test_dataloader()), verbose=False
+        )
+        return {
+            "score": float(results["test/miou"]),
+            "score_name": "test/miou",
+            "test_pixel_acc": float(results["test/pixel_acc"]),
+            "test_loss": float(results["test/loss"]),
+            "freeze": self.policy["freeze"],
+            "trainable_blocks": module.n_trainable_blocks,
+            "layer_decay": self.policy["layer_decay"],
+        }

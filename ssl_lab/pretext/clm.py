@@ -24,10 +24,14 @@ class CausalLanguageModel(PretextTask):
         scored = ids[:, 1:] != self.vocab.pad_id
         return (ids, scored), ids[:, 1:][scored]
 
-    def forward(self, backbone: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, backbone: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
         if not getattr(backbone, "causal", False):
-            raise SslLabError("pretext=clm needs a causal backbone (backbone.net.causal=true): "
-                              "otherwise every position sees the token it must predict")
+            raise SslLabError(
+                "pretext=clm needs a causal backbone (backbone.net.causal=true): "
+                "otherwise every position sees the token it must predict"
+            )
         ids, scored = inputs
         features = backbone.forward_features(ids)[:, :-1][scored]
-        return backbone.lm_head(features)[:, :self.vocab.size]  # the tokenizer's tokens only
+        return backbone.lm_head(features)[:, : self.vocab.size]  # the tokenizer's tokens only

@@ -29,17 +29,26 @@ def brush_mask(points: torch.Tensor, radius: float, height: int, width: int) -> 
     corner = points.floor().long()
     rows = corner[..., 0, None, None] + reach.view(1, 1, -1, 1)  # (B, P, K, 1)
     cols = corner[..., 1, None, None] + reach.view(1, 1, 1, -1)  # (B, P, 1, K)
-    inside = (((rows.float() - points[..., 0, None, None]) ** 2
-               + (cols.float() - points[..., 1, None, None]) ** 2 <= radius ** 2)
-              & (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width))
+    inside = (
+        (
+            (rows.float() - points[..., 0, None, None]) ** 2
+            + (cols.float() - points[..., 1, None, None]) ** 2
+            <= radius**2
+        )
+        & (rows >= 0)
+        & (rows < height)
+        & (cols >= 0)
+        & (cols < width)
+    )
     image = torch.arange(batch, device=device).view(batch, 1, 1, 1) * (height * width)
     mask = torch.zeros(batch * height * width, dtype=torch.bool, device=device)
     mask[(image + rows * width + cols)[inside]] = True
     return mask.view(batch, 1, height, width)
 
 
-def make_masks(kind: str, batch: int, height: int, width: int,
-               device: torch.device | str = "cpu") -> torch.Tensor:
+def make_masks(
+    kind: str, batch: int, height: int, width: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Boolean masks (B, 1, H, W), True where pixels are hidden. Built with batched tensor ops.
 
     - ``center``: the central square of half the side, a quarter of the area;
@@ -65,9 +74,11 @@ def make_masks(kind: str, batch: int, height: int, width: int,
         size = min(height, width)
         radius, step_len = max(1.0, size / 16), size / 10
         start = torch.rand(batch, strokes, 1, 2, device=device) * torch.tensor(
-            [height, width], device=device, dtype=torch.float32)
+            [height, width], device=device, dtype=torch.float32
+        )
         angle = torch.rand(batch, strokes, 1, device=device) * 2 * math.pi + torch.cumsum(
-            (torch.rand(batch, strokes, steps, device=device) - 0.5) * math.pi / 2, dim=2)
+            (torch.rand(batch, strokes, steps, device=device) - 0.5) * math.pi / 2, dim=2
+        )
         moves = torch.stack([angle.sin(), angle.cos()], dim=-1) * step_len
         limit = torch.tensor([height - 1, width - 1], device=device, dtype=torch.float32)
         points = torch.minimum((start + torch.cumsum(moves, dim=2)).clamp_min(0), limit)
@@ -80,9 +91,16 @@ class Inpainting(PretextTask):
     """``decoder_levels`` 2x upsampling stages; the output is resized to the input size if the
     backbone's total stride is not 2**levels."""
 
-    def __init__(self, feature_dim: int, channels: int, mask: str = "center",
-                 overlap: int = 2, overlap_weight: float = 10.0, decoder_levels: int = 4,
-                 adversarial_weight: float = 0.0) -> None:
+    def __init__(
+        self,
+        feature_dim: int,
+        channels: int,
+        mask: str = "center",
+        overlap: int = 2,
+        overlap_weight: float = 10.0,
+        decoder_levels: int = 4,
+        adversarial_weight: float = 0.0,
+    ) -> None:
         super().__init__()
         if mask not in MASK_TYPES:
             raise ValueError(f"unknown mask type {mask!r} (choose from: {', '.join(MASK_TYPES)})")
@@ -91,9 +109,14 @@ class Inpainting(PretextTask):
         self.adversarial_weight = adversarial_weight
         if adversarial_weight > 0:
             self.discriminator = nn.Sequential(
-                nn.Conv2d(channels, 32, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
-                nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
-                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 1))
+                nn.Conv2d(channels, 32, 4, stride=2, padding=1),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(32, 64, 4, stride=2, padding=1),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(64, 1),
+            )
 
     def make_batch(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs: images with hidden pixels set to 0 (the mean). Targets: (B, C+1, H, W), the
@@ -133,17 +156,21 @@ class Inpainting(PretextTask):
         discriminator's weights, so each term moves only its own player."""
         real = torch.ones(len(images), 1, device=images.device)
         d = self.discriminator
-        d_loss = (F.binary_cross_entropy_with_logits(d(images), real)
-                  + F.binary_cross_entropy_with_logits(d(filled.detach()), torch.zeros_like(real)))
+        d_loss = F.binary_cross_entropy_with_logits(
+            d(images), real
+        ) + F.binary_cross_entropy_with_logits(d(filled.detach()), torch.zeros_like(real))
         frozen = {name: p.detach() for name, p in d.named_parameters()}
         fooled = torch.func.functional_call(d, frozen, (filled,))
         g_loss = F.binary_cross_entropy_with_logits(fooled, real)
         return self.adversarial_weight * g_loss + d_loss
 
-    def picture(self, backbone: nn.Module, batch: tuple[torch.Tensor, ...]
-                ) -> list[list[tuple[torch.Tensor, str]]]:
+    def picture(
+        self, backbone: nn.Module, batch: tuple[torch.Tensor, ...]
+    ) -> list[list[tuple[torch.Tensor, str]]]:
         inputs, targets = self.make_batch((batch[0][:6],))
         images, mask = targets[:, :-1], targets[:, -1:].bool()
         filled = torch.where(mask, self(backbone, inputs), inputs)
-        return [[(inp, "masked input"), (fill, "reconstruction"), (img, "original")]
-                for inp, fill, img in zip(inputs, filled, images)]
+        return [
+            [(inp, "masked input"), (fill, "reconstruction"), (img, "original")]
+            for inp, fill, img in zip(inputs, filled, images)
+        ]

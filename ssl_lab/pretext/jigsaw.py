@@ -53,17 +53,29 @@ class JigsawPuzzle(PretextTask):
     """The shared backbone embeds each tile; the concatenated tile features go to an MLP that
     classifies the permutation index."""
 
-    def __init__(self, feature_dim: int, grid: int = 3, num_permutations: int = 100,
-                 tile_fraction: float = 0.85, hidden_dim: int = 512, grayscale_prob: float = 0.0,
-                 color_jitter: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        feature_dim: int,
+        grid: int = 3,
+        num_permutations: int = 100,
+        tile_fraction: float = 0.85,
+        hidden_dim: int = 512,
+        grayscale_prob: float = 0.0,
+        color_jitter: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.grid, self.tile_fraction = grid, tile_fraction
         self.grayscale_prob, self.color_jitter = grayscale_prob, color_jitter
         self.num_classes = num_permutations
-        self.register_buffer("permutations", permutation_set(num_permutations, grid, seed),
-                             persistent=False)
-        self.head = nn.Sequential(nn.Linear(grid * grid * feature_dim, hidden_dim),
-                                  nn.ReLU(inplace=True), nn.Linear(hidden_dim, num_permutations))
+        self.register_buffer(
+            "permutations", permutation_set(num_permutations, grid, seed), persistent=False
+        )
+        self.head = nn.Sequential(
+            nn.Linear(grid * grid * feature_dim, hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, num_permutations),
+        )
 
     def cut_tiles(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, g*g, C, t, t) tiles in row-major cell order, each at a random offset
@@ -98,7 +110,8 @@ class JigsawPuzzle(PretextTask):
         return (tiles - mean) / (std + 1e-5)
 
     def make_batch(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs (B, g*g, C, t, t): position j holds the tile of cell ``permutations[label][j]``."""
+        """Inputs (B, g*g, C, t, t): position j holds the tile of cell
+        ``permutations[label][j]``."""
         tiles = self._normalise_tiles(self.cut_tiles(batch[0]))
         labels = torch.randint(0, self.num_classes, (len(tiles),), device=tiles.device)
         order = self.permutations[labels]  # (B, n)
@@ -118,12 +131,17 @@ class JigsawPuzzle(PretextTask):
         c, t = tiles.shape[1], tiles.shape[-1]
         return cells.reshape(g, g, c, t, t).permute(2, 0, 3, 1, 4).reshape(c, g * t, g * t)
 
-    def picture(self, backbone: nn.Module, batch: tuple[torch.Tensor, ...]
-                ) -> list[list[tuple[torch.Tensor, str]]]:
+    def picture(
+        self, backbone: nn.Module, batch: tuple[torch.Tensor, ...]
+    ) -> list[list[tuple[torch.Tensor, str]]]:
         inputs, labels = self.make_batch((batch[0][:6],))
         predicted = self(backbone, inputs).argmax(1)
         identity = torch.arange(self.grid * self.grid, device=inputs.device)
-        return [[(self.assemble(tiles, identity), f"shuffled (perm {int(label)})"),
-                 (self.assemble(tiles, self.permutations[pred]), f"predicted order ({int(pred)})"),
-                 (self.assemble(tiles, self.permutations[label]), "true order")]
-                for tiles, label, pred in zip(inputs, labels, predicted)]
+        return [
+            [
+                (self.assemble(tiles, identity), f"shuffled (perm {int(label)})"),
+                (self.assemble(tiles, self.permutations[pred]), f"predicted order ({int(pred)})"),
+                (self.assemble(tiles, self.permutations[label]), "true order"),
+            ]
+            for tiles, label, pred in zip(inputs, labels, predicted)
+        ]

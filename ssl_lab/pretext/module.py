@@ -16,9 +16,14 @@ class PretextModule(pl.LightningModule):
     """Logs ``pretrain/train_loss`` and ``pretrain/val_loss`` (and ``.../acc`` for tasks with
     pseudo-classes). The task owns inputs, head and loss; this module owns the loop."""
 
-    def __init__(self, backbone: nn.Module, task: PretextTask, lr: float,
-                 optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        task: PretextTask,
+        lr: float,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
         super().__init__()
         self.backbone, self.task, self.lr = backbone, task, lr
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -30,12 +35,20 @@ class PretextModule(pl.LightningModule):
         inputs, targets = self.task.make_batch(batch)
         outputs = self.task(self.backbone, inputs)
         loss = self.task.loss(outputs, targets)
-        self.log(f"pretrain/{split}_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(targets))
+        self.log(
+            f"pretrain/{split}_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(targets),
+        )
         if self.task.num_classes:
             acc = getattr(self, f"{split}_acc")
             acc(outputs.detach(), targets)
-            self.log(f"pretrain/{split}_acc", acc, on_step=False, on_epoch=True, batch_size=len(targets))
+            self.log(
+                f"pretrain/{split}_acc", acc, on_step=False, on_epoch=True, batch_size=len(targets)
+            )
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
@@ -45,5 +58,9 @@ class PretextModule(pl.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure_optimizers([{"params": list(self.parameters())}], self.lr,
-                                    self.optimizer_factory, self.scheduler_factory)
+        return configure_optimizers(
+            [{"params": list(self.parameters())}],
+            self.lr,
+            self.optimizer_factory,
+            self.scheduler_factory,
+        )

@@ -22,11 +22,19 @@ class RotationPrediction(PretextTask):
         labels = torch.arange(4, device=images.device).repeat_interleave(len(images))
         return rotated, labels
 
-    def picture(self, backbone: nn.Module, batch: tuple[torch.Tensor, ...]
-                ) -> list[list[tuple[torch.Tensor, str]]]:
+    def picture(
+        self, backbone: nn.Module, batch: tuple[torch.Tensor, ...]
+    ) -> list[list[tuple[torch.Tensor, str]]]:
         images = batch[0][:6]
         inputs, labels = self.make_batch((images,))
         predicted = self(backbone, inputs).argmax(1)
-        return [[(inputs[k * len(images) + i],
-                  f"true {90 * k}° / pred {90 * int(predicted[k * len(images) + i])}°")
-                 for k in range(4)] for i in range(len(images))]
+        return [
+            [
+                (
+                    inputs[k * len(images) + i],
+                    f"true {90 * k}° / pred {90 * int(predicted[k * len(images) + i])}°",
+                )
+                for k in range(4)
+            ]
+            for i in range(len(images))
+        ]

@@ -21,8 +21,9 @@ class PretextTask(nn.Module):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)
 
-    def picture(self, backbone: nn.Module, batch: tuple[torch.Tensor, ...]
-                ) -> list[list[tuple[torch.Tensor, str]]] | None:
+    def picture(
+        self, backbone: nn.Module, batch: tuple[torch.Tensor, ...]
+    ) -> list[list[tuple[torch.Tensor, str]]] | None:
         """Rows of (image, caption) showing what the task sees and predicts, for a PNG at the end
         of pretraining; None for tasks with nothing to show. Called in eval mode, without grad."""
         return None
