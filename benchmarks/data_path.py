@@ -17,6 +17,8 @@ import torch
 from common import SHARED_DATA, alternate, config, machine, share
 from hydra.utils import instantiate
 
+from ssl_lab.build import build
+
 
 def datasets() -> dict[str, list[str]]:
     found = {"digits": ["data=digits"]}
@@ -42,7 +44,7 @@ def step_seconds(data) -> float:
     """Seconds of one rotation + small_cnn training step on batches of this data (for the share)."""
     cfg = config("backbone=small_cnn", "pretext=rotation", f"data.channels={data.channels}")
     torch.manual_seed(0)
-    backbone = instantiate(cfg.backbone.net)
+    backbone = build(cfg, "backbone")
     task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim)
     batches = [b for _, b in zip(range(4), data.unlabelled_dataloader())]
     return share(task, backbone, batches, 8)[1]

@@ -26,6 +26,7 @@ from common import StepClock, alternate, config, fresh, hand_loop, machine
 from hydra.utils import instantiate
 from pytorch_lightning.loggers import CSVLogger
 
+from ssl_lab.build import build
 from ssl_lab.pipeline import pretrain, trainer_factory
 
 # backbone -> (batch size, training batches per epoch, epochs, warm-up steps)
@@ -59,13 +60,13 @@ def main() -> None:
         if batches:
             overrides += [f"+trainer.limit_train_batches={batches}"]
         cfg = config(*overrides)
-        data = instantiate(cfg.data)
+        data = build(cfg, "data")
         data.setup()
         loader = data.unlabelled_dataloader()
         per_epoch = min(batches or len(loader), len(loader))
         steps = epochs * per_epoch - warmup
         torch.manual_seed(0)
-        backbone0 = instantiate(cfg.backbone.net)
+        backbone0 = build(cfg, "backbone")
         task0 = instantiate(cfg.pretext.task, feature_dim=backbone0.out_dim)
         print(
             f"{name}: batch {batch} digits 1x32x32 (x4 rotations), {epochs} epochs of "

@@ -18,6 +18,7 @@ import torch
 from common import alternate, config, fresh, machine
 from hydra.utils import instantiate
 
+from ssl_lab.build import build
 from ssl_lab.pipeline import trainer_factory
 
 SIDES = {
@@ -50,7 +51,7 @@ def main() -> None:
         data = instantiate(cfgs["extract once"].data)
         data.setup()
         torch.manual_seed(0)
-        backbone0 = instantiate(cfgs["extract once"].backbone.net)
+        backbone0 = build(cfgs["extract once"], "backbone")
         scores: dict[str, float] = {}
 
         def measure(side: str):
@@ -58,7 +59,7 @@ def main() -> None:
                 cfg = cfgs[side]
                 torch.manual_seed(0)
                 started = time.perf_counter()
-                metrics = instantiate(cfg.downstream).evaluate(
+                metrics = build(cfg, "downstream").evaluate(
                     fresh(backbone0), data, trainer_factory(cfg, [], tmp / "lightning")
                 )
                 seconds = time.perf_counter() - started

@@ -23,6 +23,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from ssl_lab.build import build
 from ssl_lab.pipeline import trainer_factory
 from ssl_lab.pretext.module import PretextModule
 
@@ -39,12 +40,12 @@ def main() -> None:
         "data=reviews_zh",
         "backbone=transformer",
         "pretext=mlm",
-        f"backbone.net.width={args.width}",
-        f"backbone.net.depth={args.depth}",
+        f"backbone.width={args.width}",
+        f"backbone.depth={args.depth}",
         f"paths.output_dir={tmp}",
         f"paths.run_dir={tmp}/run",
     )
-    data = instantiate(cfg.data)
+    data = build(cfg, "data")
     data.setup()
     tokenizer = data.tokenizer
     pad = tokenizer.ids["pad"]
@@ -54,7 +55,7 @@ def main() -> None:
     ]
     examples = [[{"input_ids": row[row != pad].tolist()} for row in batch[0]] for batch in batches]
     vocab = tokenizer.vocab
-    net = cfg.backbone.net
+    net = cfg.backbone
     print(
         f"{machine()}; reviews_zh, batch {data.batch_size}, width {net.width}, depth {net.depth},"
         f" heads {net.heads}, vocab {vocab.size}, {args.batches} timed steps after {WARMUP}, "
@@ -66,7 +67,7 @@ def main() -> None:
 
     def ours() -> float:
         torch.manual_seed(0)
-        backbone = instantiate(cfg.backbone.net)
+        backbone = build(cfg, "backbone")
         task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim, vocab=vocab)
         module = PretextModule(
             backbone,
@@ -118,7 +119,7 @@ def main() -> None:
                 tokens += int(batch["attention_mask"].sum())
         return tokens / (time.perf_counter() - start)
 
-    params = sum(p.numel() for p in instantiate(cfg.backbone.net).parameters())
+    params = sum(p.numel() for p in build(cfg, "backbone").parameters())
     print(
         f"parameters: ssl-lab {params:,}, HF BertForMaskedLM "
         f"{sum(p.numel() for p in BertForMaskedLM(bert_config).parameters()):,}"

@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from ssl_lab.build import build
 from ssl_lab.pretext.inpainting import Inpainting
 from ssl_lab.pretext.jigsaw import JigsawPuzzle, permutation_set
 from ssl_lab.pretext.rotation import RotationPrediction
@@ -100,7 +101,7 @@ def main() -> None:
         f"transformer defaults"
     )
     for name, task in image_tasks(128, 1).items():
-        backbone = instantiate(cfg.backbone.net)
+        backbone = build(cfg, "backbone")
         make, total = share(task, backbone, batches, args.steps)
         result[f"{name}_share"] = make / total
         print(
@@ -113,7 +114,7 @@ def main() -> None:
     text = instantiate(text_cfg.data)
     text.setup()
     text_batches = [b for _, b in zip(range(4), text.unlabelled_dataloader())]
-    backbone = instantiate(text_cfg.backbone.net)
+    backbone = build(text_cfg, "backbone")
     mlm = instantiate(
         text_cfg.pretext.task, feature_dim=backbone.out_dim, vocab=text.tokenizer.vocab
     )

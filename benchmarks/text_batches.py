@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
+from ssl_lab.build import build
 from ssl_lab.cli import CONF_DIR
 
 
@@ -47,11 +48,11 @@ def main() -> None:
                 "data=reviews_zh",
                 "backbone=transformer",
                 "pretext=mlm",
-                f"backbone.net.width={args.width}",
-                f"backbone.net.depth={args.depth}",
+                f"backbone.width={args.width}",
+                f"backbone.depth={args.depth}",
             ],
         )
-    data = instantiate(cfg.data)
+    data = build(cfg, "data")
     data.setup()
     loaders = {
         "grouped": data.unlabelled_dataloader(),
@@ -70,7 +71,7 @@ def main() -> None:
     for _ in range(2):  # alternate, twice, so drift on a shared machine hits both sides
         for name, loader in loaders.items():
             torch.manual_seed(0)
-            backbone = instantiate(cfg.backbone.net)
+            backbone = build(cfg, "backbone")
             task = instantiate(
                 cfg.pretext.task, feature_dim=backbone.out_dim, vocab=data.tokenizer.vocab
             )

@@ -13,6 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ssl_lab.build import object_config
+
 # Settings that change what a run shows or which examples keep labels, not the pretrained weights.
 _DATA_KEYS_IGNORED = {
     "labels_per_class",
@@ -41,7 +43,7 @@ def pretrain_spec(cfg: DictConfig) -> dict[str, Any]:
 
     spec = {
         "data": plain(cfg.data, _DATA_KEYS_IGNORED),
-        "backbone": plain(cfg.backbone.net),
+        "backbone": object_config(cfg, "backbone"),
         "pretext": plain(cfg.pretext),
         "trainer": plain(cfg.trainer, _TRAINER_KEYS_IGNORED),
         "seed": cfg.seed,

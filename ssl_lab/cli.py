@@ -15,9 +15,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from ssl_lab.choices import CONF_DIR, choices_text, config_dirs, group_choices
 from ssl_lab.errors import SslLabError, user_error
-
-CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def _sweep_group() -> str:
@@ -52,6 +51,8 @@ def _package_file(package: str, path: str) -> str:
 OmegaConf.register_new_resolver("sweep_group", _sweep_group, replace=True)
 OmegaConf.register_new_resolver("job_id", _job_id, replace=True)
 OmegaConf.register_new_resolver("package_file", _package_file, replace=True)
+# ``ssl-lab --help``: the real choices of each group, the user's own config folders included
+OmegaConf.register_new_resolver("ssl_lab_choices", lambda: choices_text(sys.argv[1:]), replace=True)
 
 # Lightning advice that does not apply to small in-memory datasets, and a torch 2.14 deprecation
 # inside Lightning that users cannot act on.
@@ -63,24 +64,23 @@ _QUIET = [
 ]
 
 
-def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
-    """Refuse ``group=choice`` overrides naming a file that ``conf/group/`` lacks, in one line.
+def check_choices(overrides: list[str], dirs: list[Path] | None = None) -> None:
+    """Refuse ``group=choice`` overrides naming a choice that no config folder has, in one line.
 
     Hydra would refuse them too, but with a page of search paths; this names the choices.
     """
+    known = group_choices(dirs if dirs is not None else config_dirs(overrides))
     for arg in overrides:
         match = re.fullmatch(r"([\w/]+)=(.*)", arg)
-        if not match or match[1].startswith("hydra/") or not (conf_dir / match[1]).is_dir():
-            continue  # Hydra's own groups also hold plugins' choices
+        if not match or match[1] not in known:
+            continue  # a key, or one of Hydra's own groups (they also hold plugins' choices)
         group, value = match[1], match[2]
         if re.search(r"[()\[\]{}$]", value):
             continue  # sweep functions and interpolations: Hydra checks those itself
-        options = sorted(
-            p.stem for p in (conf_dir / group).glob("*.yaml") if not p.stem.startswith("_")
-        )  # _common.yaml: shared, not a choice
         for choice in value.split(","):
-            if choice not in options and choice != "null":
-                raise SslLabError(f"unknown {group} '{choice}' (choose from: {', '.join(options)})")
+            if choice not in known[group] and choice != "null":
+                options = ", ".join(known[group])
+                raise SslLabError(f"unknown {group} '{choice}' (choose from: {options})")
 
 
 def _quiet_libraries() -> None:

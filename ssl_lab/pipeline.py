@@ -30,6 +30,7 @@ from ssl_lab.backbones.checkpoint import (
     read_meta,
     save_backbone,
 )
+from ssl_lab.build import build, object_config
 from ssl_lab.cache import pretrain_key, pretrain_spec
 from ssl_lab.data.labels import subset_digest
 from ssl_lab.data.tokenizer import METADATA_KEY as TOKENIZER_KEY
@@ -38,7 +39,6 @@ from ssl_lab.errors import SslLabError
 from ssl_lab.monitor import BackboneSnapshots, KNNMonitor, TokenCounter
 from ssl_lab.nonfinite import NonFiniteGuard
 from ssl_lab.pictures import save_picture
-from ssl_lab.pretext.module import PretextModule
 from ssl_lab.ranks import is_global_zero
 from ssl_lab.resume import StopWhenSignalled, fit_resumably, resume_dir, stopped_by_signal
 
@@ -99,16 +99,16 @@ def _check_language_model(cfg: DictConfig) -> None:
 def _check_causal(cfg: DictConfig) -> None:
     """A checkpoint's weights were trained to read left to right (clm) or both ways (mlm): run
     them the other way and they score nonsense, silently. Refuse, naming the fix."""
-    checkpoint, net = cfg.backbone.checkpoint, cfg.backbone.get("net") or {}
-    if checkpoint is None or "causal" not in net:
+    checkpoint = cfg.backbone.checkpoint
+    if checkpoint is None or "causal" not in cfg.backbone:
         return
     stored = (read_config(Path(checkpoint).expanduser()) or {}).get("causal")
-    if stored is not None and bool(stored) != bool(net.causal):
+    if stored is not None and bool(stored) != bool(cfg.backbone.causal):
         made = "causal (pretext=clm)" if stored else "bidirectional"
         raise SslLabError(
             f"backbone.checkpoint={checkpoint} was pretrained {made}, but "
-            f"backbone.net.causal={str(bool(net.causal)).lower()}: set "
-            f"backbone.net.causal={str(bool(stored)).lower()}"
+            f"backbone.causal={str(bool(cfg.backbone.causal)).lower()}: set "
+            f"backbone.causal={str(bool(stored)).lower()}"
         )
 
 
@@ -168,7 +168,7 @@ def _save_pretrained(
     save_backbone(
         backbone,
         path,
-        OmegaConf.to_container(cfg.backbone.net, resolve=True),
+        object_config(cfg, "backbone"),
         {
             "pretext": cfg.pretext.name,
             "epochs": epochs,
@@ -194,13 +194,7 @@ def pretrain(
     the other processes of a DDP job); return the metrics."""
     vocab = {"vocab": data.tokenizer.vocab} if cfg.pretext.modality == "text" else {}
     task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim, **vocab)
-    module = PretextModule(
-        backbone,
-        task,
-        cfg.pretext.lr,
-        instantiate(cfg.pretext.optimizer),
-        instantiate(cfg.pretext.scheduler),
-    )
+    module = build(cfg, "pretext", backbone=backbone, task=task)
     monitor, callbacks = cfg.monitor, []
     if monitor.knn:  # weights are the same either way, so the cache key ignores the monitor
         callbacks.append(
@@ -387,8 +381,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if is_global_zero():
         write_json(run_dir / "run_info.json", info)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    backbone = instantiate(cfg.backbone.net)  # first: one that cannot be built fails at once
-    data = instantiate(cfg.data, batch_size=per_device_batch_size(cfg))
+    backbone = build(cfg, "backbone")  # first: one that cannot be built fails at once
+    data = build(cfg, "data", batch_size=per_device_batch_size(cfg))
     data.setup()  # reads the data and picks the labelled subset: bad label counts fail here
     if cfg.compile:
         backbone.compile()  # in place: the state_dict keeps its keys for the hand-off
@@ -429,7 +423,11 @@ def _pretrain_and_transfer(
         "n_labels": data.n_labels,
         "pretext_epochs": cfg.pretext.epochs,
         "labelled_subset": subset_digest(data.labelled_indices),  # which examples: seed's choice
-        **({"skipped_images": data.skipped_images} if hasattr(data, "skipped_images") else {}),
+        **{
+            key: getattr(data, key)
+            for key in ("skipped_images", "skipped_texts")
+            if hasattr(data, key)
+        },
         "downstream_epochs": cfg.downstream.get("epochs"),
     }
     if data.modality == "text":
@@ -459,7 +457,7 @@ def _pretrain_and_transfer(
     metrics["pretrain_seconds"] = round(time.perf_counter() - started, 2)
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    downstream = instantiate(cfg.downstream)
+    downstream = build(cfg, "downstream")
     log.info("transfer: %s on %d labelled examples", cfg.downstream.name, data.n_labels)
     transfer_started = time.perf_counter()
     guard = NonFiniteGuard(cfg.nonfinite, "transfer")

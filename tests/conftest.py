@@ -17,7 +17,7 @@ TINY = [
     "pretext.epochs=2",
     "downstream.epochs=2",
     "data.size=16",
-    "backbone.net.widths=[8,16,32]",
+    "backbone.widths=[8,16,32]",
 ]
 # Three pretraining epochs of 40 batches (1258 train images / 32): long enough to signal or kill
 # a run mid-way, short enough to run it again. 20 labels per class: seeds pick other ones.

@@ -1,5 +1,4 @@
-from hydra.utils import instantiate
-
+from ssl_lab.build import build
 from ssl_lab.data.digits import DigitsDataModule
 
 
@@ -8,6 +7,6 @@ def test_logistic_regression_on_raw_pixels_learns_digits_from_ten_labels_per_cla
     assert cfg.downstream.requires_pretext == "none"
     data = DigitsDataModule("digits", num_classes=10, channels=1, size=8, labels_per_class=10)
     data.setup()
-    metrics = instantiate(cfg.downstream).evaluate(None, data, make_trainer=None)
+    metrics = build(cfg, "downstream").evaluate(None, data, make_trainer=None)
     assert metrics["score_name"] == "test/acc"
     assert metrics["score"] > 0.7  # chance: 0.1

@@ -12,7 +12,7 @@ TINIEST = [
     "logger=none",
     "pretext.epochs=1",
     "data.size=16",
-    "backbone.net.widths=[4,8,8]",
+    "backbone.widths=[4,8,8]",
     "data.labels_per_class=2",
     "data.fixed_epoch_length=false",
 ]

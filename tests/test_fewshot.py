@@ -44,7 +44,7 @@ def test_fewer_eligible_classes_than_ways_is_refused_in_one_line():
     [
         partial(prototype_predict, distance="euclidean"),
         partial(prototype_predict, distance="cosine"),
-        partial(linear_predict, steps=20, optimizer=partial(torch.optim.AdamW, lr=0.1)),
+        partial(linear_predict, steps=20, lr=0.1, optimizer=torch.optim.AdamW),
     ],
 )
 def test_features_equal_to_one_hot_labels_are_classified_perfectly(predict):
@@ -55,7 +55,7 @@ def test_features_equal_to_one_hot_labels_are_classified_perfectly(predict):
 
 
 def test_one_hot_features_score_one_for_every_shot_with_the_largest_as_score():
-    metrics = FewShot("fewshot", "any", seed=0, shots=[5, 1], episodes=20).evaluate_features(
+    metrics = FewShot(seed=0, shots=[5, 1], episodes=20).evaluate_features(
         F.one_hot(LABELS).float(), LABELS
     )
     assert metrics["fewshot_5way_1shot"] == metrics["fewshot_5way_5shot"] == 1.0
@@ -65,8 +65,8 @@ def test_one_hot_features_score_one_for_every_shot_with_the_largest_as_score():
 
 def test_confidence_interval_shrinks_with_more_episodes():
     features = _noisy_one_hot(noise=0.6)
-    few = FewShot("fewshot", "any", seed=0, episodes=50).evaluate_features(features, LABELS)
-    many = FewShot("fewshot", "any", seed=0, episodes=1000).evaluate_features(features, LABELS)
+    few = FewShot(seed=0, episodes=50).evaluate_features(features, LABELS)
+    many = FewShot(seed=0, episodes=1000).evaluate_features(features, LABELS)
     assert 0.2 < many["score"] < 1.0
     assert many["score_ci95"] < few["score_ci95"] / 2  # about sqrt(1000 / 50) = 4.5 times smaller
     assert many["fewshot_5way_1shot_ci95"] < few["fewshot_5way_1shot_ci95"] / 2
@@ -74,8 +74,5 @@ def test_confidence_interval_shrinks_with_more_episodes():
 
 def test_the_seed_fixes_the_episodes():
     features = _noisy_one_hot(noise=0.6)
-    runs = [
-        FewShot("fewshot", "any", seed=s, episodes=30).evaluate_features(features, LABELS)
-        for s in (0, 0, 1)
-    ]
+    runs = [FewShot(seed=s, episodes=30).evaluate_features(features, LABELS) for s in (0, 0, 1)]
     assert runs[0] == runs[1] and runs[0]["score"] != runs[2]["score"]

@@ -35,9 +35,7 @@ def test_styles_pick_one_class_or_transform_every_image_in_normalised_units():
 
 def test_an_unknown_style_is_refused_in_one_line():
     with pytest.raises(SslLabError, match="downstream.style=sepia"):
-        GenerativeFinetune(
-            "generative_finetune", "image", "sepia", 4, 1, 2, 1e-3, torch.optim.AdamW, seed=0
-        )
+        GenerativeFinetune("sepia", 4, 1, 2, 1e-3, torch.optim.AdamW, seed=0)
 
 
 def test_the_scratch_model_is_the_same_architecture_with_fresh_weights():
@@ -68,8 +66,6 @@ def test_transfer_and_scratch_train_the_configured_steps_and_report_psnr_and_ssi
         return trainers[-1]
 
     task = GenerativeFinetune(
-        "generative_finetune",
-        "image",
         "class:3",
         images=8,
         steps=7,

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY, read_metrics, run_cli, run_in_process
-from hydra.utils import instantiate
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from ssl_lab.build import build
 from ssl_lab.data.image_folder import ImageFolderDataModule
 from ssl_lab.data.images import channels_first
 from ssl_lab.data.in_memory import UNLABELLED
@@ -260,13 +260,13 @@ def test_a_torchvision_dataset_absent_without_download_is_refused_naming_root(
     assert cfg.data.download is False
     cause = rf"data={name}: not found under .*absent .*data.download=true"
     with pytest.raises(SslLabError, match=cause):
-        instantiate(cfg.data).setup()
+        build(cfg, "data").setup()
 
 
 @pytest.mark.skipif(not (SHARED / "mnist.npz").is_file(), reason="no shared mnist.npz")
 def test_shared_mnist_npz_has_60000_train_and_10000_test(compose_cfg):
     cfg = compose_cfg("data=npz", f"data.path={SHARED / 'mnist.npz'}")
-    data = instantiate(cfg.data)
+    data = build(cfg, "data")
     data.setup()
     assert len(data.splits["train"]) + len(data.splits["val"]) == 60000
     assert data.splits["test"].tensors[0].shape == (10000, 1, 32, 32)
@@ -282,7 +282,7 @@ def test_shared_cifar10_jpeg_archive_has_50000_train_and_10000_test(compose_cfg,
         f"paths.output_dir={tmp_path}",
         "data.threads=2",
     )
-    data = instantiate(cfg.data)
+    data = build(cfg, "data")
     arrays = data.load_arrays()
     assert arrays["x_train"].shape == (50000, 3, 32, 32)
     assert arrays["x_test"].shape == (10000, 3, 32, 32)

@@ -2,8 +2,8 @@ import re
 
 import numpy as np
 import pytest
-from hydra.utils import instantiate
 
+from ssl_lab.build import build
 from ssl_lab.data.labels import select_labelled
 from ssl_lab.errors import SslLabError
 
@@ -48,7 +48,7 @@ def test_impossible_subsets_are_refused(kwargs, message):
 
 
 def _digits_subset(cfg):
-    data = instantiate(cfg.data)
+    data = build(cfg, "data")
     data.setup()
     return data
 

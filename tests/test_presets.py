@@ -9,6 +9,7 @@ from conftest import read_runs, run_cli, run_in_process
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from ssl_lab.build import build
 from ssl_lab.cache import pretrain_key
 from ssl_lab.cli import CONF_DIR
 from ssl_lab.data.tokenizer import Vocabulary
@@ -53,7 +54,7 @@ def test_every_preset_has_a_header_saying_what_how_and_where():
 )
 def test_preset_composes_and_builds_backbone_pretext_task_and_downstream(name):
     cfg = preset(name)
-    backbone = instantiate(cfg.backbone.net)
+    backbone = build(cfg, "backbone")
     if cfg.pretext.task is not None:
         size = cfg.backbone.get("tokenizer", {}).get("vocab_size")
         vocab = (
@@ -64,9 +65,9 @@ def test_preset_composes_and_builds_backbone_pretext_task_and_downstream(name):
         task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim, **vocab)
         assert isinstance(task, torch.nn.Module)
         recipe(cfg, "pretext")
-    downstream = instantiate(cfg.downstream)
-    assert downstream.name == cfg.downstream.name
-    assert instantiate(cfg.data).name == cfg.data.name  # built, not read: no data needed
+    downstream = build(cfg, "downstream")
+    assert hasattr(downstream, "evaluate")
+    assert build(cfg, "data").name == cfg.data.name  # built, not read: no data needed
 
 
 def test_rotnet_preset_is_the_rotnet_recipe():
@@ -95,7 +96,7 @@ def test_rotnet_semisup_sweeps_label_budgets_over_one_cached_pretraining():
     scratch = preset(
         "rotnet_cifar10_semisup", "pretext=none", "pretext.epochs=0", "downstream.freeze=full"
     )
-    assert scratch.pretext.task is None and instantiate(scratch.downstream).freeze == "full"
+    assert scratch.pretext.task is None and build(scratch, "downstream").freeze == "full"
 
 
 def test_jigsaw_preset_is_the_papers_solver_with_1000_permutations():
@@ -122,8 +123,8 @@ def test_context_encoder_preset_is_center_mask_with_the_adversarial_term_and_ada
 
 def test_bert_preset_is_bert_base_shaped_with_warmup_then_linear_decay():
     cfg = preset("bert_mlm_chnsenticorp")
-    net = instantiate(cfg.backbone.net)
-    assert (net.out_dim, len(net.layers), cfg.backbone.net.heads) == (768, 12, 12)
+    net = build(cfg, "backbone")
+    assert (net.out_dim, len(net.layers), cfg.backbone.heads) == (768, 12, 12)
     optimizer, schedule = recipe(cfg, "pretext")
     assert type(optimizer) is torch.optim.AdamW
     assert optimizer.param_groups[0]["weight_decay"] == 0.01
@@ -182,10 +183,10 @@ def test_mnist_low_label_runs_end_to_end(tmp_path):
 
 
 TEXT_TINY = [
-    "backbone.net.width=32",
-    "backbone.net.depth=1",
-    "backbone.net.heads=2",
-    "backbone.net.max_length=32",
+    "backbone.width=32",
+    "backbone.depth=1",
+    "backbone.heads=2",
+    "backbone.max_length=32",
     "+trainer.limit_train_batches=3",
     "data.fixed_epoch_length=64",
 ]

@@ -153,10 +153,38 @@ def test_missing_empty_or_undecodable_files_fail_in_one_line(tmp_path, content, 
         data.setup()
 
 
-def test_labels_outside_class_names_are_refused(tmp_path):
+def test_labels_outside_class_names_are_refused_naming_file_and_line(tmp_path):
     data = _module(tmp_path, class_names=["neg", "pos"])
-    with pytest.raises(SslLabError, match="not among data.class_names"):
+    with pytest.raises(SslLabError, match=r"train.tsv, line 1: label '0' is not one of data.class"):
         data.setup()
+
+
+def test_a_line_without_its_tab_is_refused_naming_file_and_line(tmp_path):
+    train = tmp_path / "mine.tsv"
+    train.write_text("0\tgood one\n1\tbad one\nno tab here\n", encoding="utf-8")
+    data = _module(tmp_path, train_file=str(train))
+    with pytest.raises(
+        SslLabError, match=r"mine.tsv, line 3: expected a label .* separated by a tab"
+    ):
+        data.setup()
+
+
+def test_a_label_that_is_not_a_class_number_is_refused_naming_file_and_line(tmp_path):
+    train = tmp_path / "mine.tsv"
+    train.write_text("0\tgood one\n2\tbad one\n", encoding="utf-8")
+    data = _module(tmp_path, train_file=str(train), class_names=None)
+    with pytest.raises(SslLabError, match=r"mine.tsv, line 2: label '2' is not an integer in 0..1"):
+        data.setup()
+
+
+def test_empty_texts_are_counted_and_skipped_never_trained_on(tmp_path):
+    rows = "".join(f"{i % 2}\ttext number {i}\n" for i in range(40))
+    train = tmp_path / "mine.tsv"
+    train.write_text(rows + "1\t   \n0\t\n", encoding="utf-8")
+    data = _module(tmp_path, train_file=str(train), class_names=None)
+    data.setup()
+    assert data.skipped_texts == 2
+    assert all(text.strip() for split in data.texts.values() for text in split[0])
 
 
 def test_a_tokenizer_path_that_is_not_a_tokenizer_is_refused(tmp_path):

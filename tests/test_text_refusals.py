@@ -24,7 +24,10 @@ TEXT = ["data=reviews_zh", "backbone=transformer"]
         ([*TEXT, "pretext=jigsaw"], "pretext=jigsaw works on image data"),
         ([*TEXT, "pretext=inpainting"], "pretext=inpainting works on image data"),
         (["pretext=clm"], "pretext=clm works on text data, but data=digits is image"),
-        (["data=reviews_zh", "pretext=mlm"], "backbone=small_cnn works on image data"),
+        (
+            ["data=reviews_zh", "backbone=small_cnn", "pretext=mlm"],
+            "backbone=small_cnn works on image data",
+        ),
         (
             [*TEXT, "pretext=none", "downstream=prompt"],
             "downstream=prompt needs a language-model head, but pretext=none trains none",
@@ -63,8 +66,8 @@ def test_prompt_refuses_a_checkpoint_without_a_trained_language_model(compose_cf
 @pytest.mark.parametrize(
     "stored, given, fix",
     [
-        (True, [], "set backbone.net.causal=true"),
-        (False, ["backbone.net.causal=true"], "set backbone.net.causal=false"),
+        (True, [], "set backbone.causal=true"),
+        (False, ["backbone.causal=true"], "set backbone.causal=false"),
     ],
 )
 def test_a_checkpoint_run_the_other_way_than_it_was_pretrained_is_refused(
@@ -84,7 +87,7 @@ def test_a_checkpoint_run_the_other_way_than_it_was_pretrained_is_refused(
         *TEXT,
         "pretext=none",
         f"backbone.checkpoint={path}",
-        f"backbone.net.causal={str(stored).lower()}",
+        f"backbone.causal={str(stored).lower()}",
     )
     check_compatible(fixed)
 

@@ -29,7 +29,7 @@ class HuggingFaceBackbone(nn.Module):
     def __init__(self, path: str, pooling: str = "mean", causal: bool | None = None) -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise SslLabError(f"backbone.net.pooling={pooling}: choose from {', '.join(POOLINGS)}")
+            raise SslLabError(f"backbone.pooling={pooling}: choose from {', '.join(POOLINGS)}")
         directory = Path(path).expanduser()
         if not (directory / "config.json").is_file():
             raise SslLabError(
@@ -44,7 +44,7 @@ class HuggingFaceBackbone(nn.Module):
             raise SslLabError(
                 f"backbone.path={path} is a {kinds[0]} language model "
                 f"({architectures or config.model_type}), but the pretext needs a "
-                f"{kinds[1]} one (backbone.net.causal={str(causal).lower()})"
+                f"{kinds[1]} one (backbone.causal={str(causal).lower()})"
             )
         tokenizer = load_hf_tokenizer(directory)  # pad as the data does: GPT-style with end-of-text
         pad = hf_roles(tokenizer)["pad"]

@@ -9,6 +9,8 @@ the encoder. Its output weights are tied to the token embeddings, as in BERT and
 import torch
 from torch import nn
 
+from ssl_lab.errors import SslLabError
+
 POOLINGS = ("mean", "cls", "last")
 
 
@@ -42,7 +44,7 @@ class TextTransformer(nn.Module):
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"pooling={pooling}: choose from {', '.join(POOLINGS)}")
+            raise SslLabError(f"backbone.pooling={pooling}: choose from {', '.join(POOLINGS)}")
         self.causal, self.pooling, self.pad_id, self.max_length = (
             causal,
             pooling,

@@ -10,8 +10,8 @@ from ssl_lab.errors import SslLabError
 
 class TextFileDataModule(InMemoryTextDataModule):
     """``train_file`` (and ``val_file``/``test_file`` if the corpus has them; otherwise carved
-    from train by ``split_seed``). Label names (the label column's values) are mapped to 0..K-1
-    in sorted order (numerically when they are numbers), unless ``class_names`` lists them."""
+    from train by ``split_seed``). Labels are the integers 0..K-1, or the names listed in
+    ``class_names`` (label i is the i-th name)."""
 
     def __init__(
         self,
@@ -26,6 +26,7 @@ class TextFileDataModule(InMemoryTextDataModule):
         super().__init__(**kwargs)
         self.files = {"train": train_file, "val": val_file, "test": test_file}
         self.label_column, self.text_column, self.header = label_column, text_column, header
+        self.skipped_texts = 0  # rows with an empty text, counted (metrics.json) and skipped
 
     def load_texts(self) -> dict[str, Any]:
         read = {
@@ -33,23 +34,32 @@ class TextFileDataModule(InMemoryTextDataModule):
             for split, path in self.files.items()
             if path
         }
+        self.skipped_texts = sum(rows.empty for rows in read.values())
         if self.class_names is None:
-            self.class_names = sorted(
-                {name for _, names in read.values() for name in names},
-                key=lambda n: (
-                    not n.lstrip("-").isdigit(),
-                    int(n) if n.lstrip("-").isdigit() else 0,
-                    n,
-                ),
-            )
+            self.class_names = self._numbered_labels(read)
         index = {name: i for i, name in enumerate(self.class_names)}
         out: dict[str, Any] = {}
-        for split, (texts, names) in read.items():
-            unknown = sorted(set(names) - set(index))
-            if unknown:
-                raise SslLabError(
-                    f"{self.files[split]}: labels {unknown[:3]} are not among "
-                    f"data.class_names={self.class_names}"
-                )
-            out[split] = (texts, [index[n] for n in names])
+        for split, rows in read.items():
+            for name, line in zip(rows.labels, rows.lines):
+                if name not in index:
+                    raise SslLabError(
+                        f"{self.files[split]}, line {line}: label {name!r} is not one of "
+                        f"data.class_names={self.class_names}"
+                    )
+            out[split] = (rows.texts, [index[n] for n in rows.labels])
         return out
+
+    def _numbered_labels(self, read: dict[str, Any]) -> list[str]:
+        """Without ``class_names``, labels are the integers 0..K-1 (K = ``num_classes``): a
+        label that is not one (a stray text from a line without its separator, say) is named
+        by file and line rather than becoming a class of its own."""
+        allowed = {str(i) for i in range(self.num_classes)}
+        for split, rows in read.items():
+            for name, line in zip(rows.labels, rows.lines):
+                if name not in allowed:
+                    raise SslLabError(
+                        f"{self.files[split]}, line {line}: label {name!r} is not an integer in "
+                        f"0..{self.num_classes - 1} (data.num_classes={self.num_classes}); name "
+                        f"other labels in data.class_names"
+                    )
+        return [str(i) for i in range(self.num_classes)]

@@ -2,6 +2,7 @@
 
 import csv
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssl_lab.errors import SslLabError
@@ -25,14 +26,26 @@ def read_lines(path: str | Path) -> list[str]:
     return [line.strip() for line in _read(path).splitlines() if line.strip()]
 
 
+@dataclass
+class LabelledRows:
+    """What a labelled file holds: each kept row's text, label string and line number, and how
+    many rows had an empty (or whitespace-only) text and were skipped."""
+
+    texts: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    empty: int = 0
+
+
 def read_labelled(
     path: str | Path,
     label_column: int,
     text_column: int,
     header: bool,
-    labels: dict[str, int] | None = None,
-) -> tuple[list[str], list[str]]:
-    """(texts, label strings) from a TSV (``.tsv``) or CSV file."""
+) -> LabelledRows:
+    """The rows of a TSV (``.tsv``) or CSV file. A row without a separate label and text column
+    (a TSV line without its tab) is refused, naming the file and line; a row whose text is empty
+    is counted and skipped, never trained on as an empty string."""
     delimiter = "\t" if Path(path).suffix == ".tsv" else ","
     rows = list(
         csv.reader(
@@ -41,19 +54,27 @@ def read_labelled(
             quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL,
         )
     )[int(header) :]
-    texts, names = [], []
+    read = LabelledRows()
+    separator = "a tab" if delimiter == "\t" else "a comma"
     for number, row in enumerate(rows, start=1 + int(header)):
-        if not row:
-            continue
-        try:
-            names.append(row[label_column].strip())
-            texts.append(row[text_column])
-        except IndexError:
+        if not any(cell.strip() for cell in row):
+            continue  # a blank line
+        width = len(row)
+        label_at, text_at = label_column % width, text_column % width
+        if not (-width <= label_column < width and -width <= text_column < width) or (
+            label_at == text_at
+        ):
             raise SslLabError(
-                f"{path}, line {number}: expected a label column {label_column} and "
-                f"a text column {text_column}, found {len(row)} columns"
-            ) from None
-    return texts, names
+                f"{path}, line {number}: expected a label (column {label_column}) and a text "
+                f"(column {text_column}) separated by {separator}, found {width} column(s)"
+            )
+        if not row[text_at].strip():
+            read.empty += 1
+            continue
+        read.texts.append(row[text_at])
+        read.labels.append(row[label_at].strip())
+        read.lines.append(number)
+    return read
 
 
 def read_tagged(path: str | Path) -> list[str]:
@@ -72,10 +93,19 @@ def read_tagged(path: str | Path) -> list[str]:
     return texts
 
 
+def read_last_column(path: str | Path) -> list[str]:
+    """The last column of each row of a TSV/CSV file (its labels, if any, ignored), empty
+    texts left out."""
+    delimiter = "\t" if Path(path).suffix == ".tsv" else ","
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    rows = csv.reader(_read(path).splitlines(), delimiter=delimiter, quoting=quoting)
+    return [row[-1] for row in rows if row and row[-1].strip()]
+
+
 UNLABELLED_FORMATS = {
     "lines": read_lines,
     "tagged": read_tagged,
-    "last_column": lambda path: read_labelled(path, -1, -1, header=False)[0],
+    "last_column": lambda path: read_last_column(path),
 }
 
 

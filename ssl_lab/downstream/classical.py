@@ -22,11 +22,8 @@ class ClassicalBaseline:
     """Ignores the backbone. ``requires_pretext`` (``none``) is declared in the config so the
     pipeline can refuse, before pretraining, a run whose pretraining this task would ignore."""
 
-    def __init__(
-        self, name: str, modality: str, classifier: ClassifierMixin, requires_pretext: str = "none"
-    ) -> None:
-        self.name, self.modality, self.classifier = name, modality, classifier
-        self.requires_pretext = requires_pretext
+    def __init__(self, classifier: ClassifierMixin) -> None:
+        self.classifier = classifier
 
     def evaluate(
         self,

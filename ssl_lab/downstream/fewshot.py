@@ -66,6 +66,7 @@ def linear_predict(
     support: torch.Tensor,
     queries: torch.Tensor,
     steps: int,
+    lr: float,
     optimizer: Callable[..., torch.optim.Optimizer],
 ) -> torch.Tensor:
     """Way predicted by a logistic regression trained on each episode's support set (the
@@ -78,7 +79,7 @@ def linear_predict(
     y = torch.arange(ways, device=x.device).repeat_interleave(shots).repeat(episodes)
     weight = torch.zeros(episodes, dim, ways, device=x.device, requires_grad=True)
     bias = torch.zeros(episodes, 1, ways, device=x.device, requires_grad=True)
-    opt = optimizer([weight, bias])
+    opt = optimizer([weight, bias], lr=lr)
     with torch.enable_grad():
         for _ in range(steps):
             # sum over episodes of each one's mean loss: no episode's gradient depends on another
@@ -96,8 +97,6 @@ class FewShot:
 
     def __init__(
         self,
-        name: str,
-        modality: str,
         seed: int,
         ways: int = 5,
         shots: Sequence[int] = (1, 5),
@@ -106,20 +105,21 @@ class FewShot:
         classifier: str = "prototype",
         distance: str = "euclidean",
         steps: int = 100,
+        lr: float = 0.1,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
     ) -> None:
         if classifier not in ("prototype", "linear"):
             raise SslLabError(f"downstream.classifier={classifier}: choose prototype or linear")
         if distance not in ("euclidean", "cosine"):
             raise SslLabError(f"downstream.distance={distance}: choose euclidean or cosine")
-        self.name, self.modality, self.seed = name, modality, seed
+        self.seed = seed
         self.ways, self.shots, self.queries = ways, sorted(int(k) for k in shots), queries
         self.episodes, self.classifier, self.distance = episodes, classifier, distance
-        self.steps, self.optimizer = steps, optimizer
+        self.steps, self.lr, self.optimizer = steps, lr, optimizer
 
     def _predict(self, support: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
         if self.classifier == "linear":
-            return linear_predict(support, queries, self.steps, self.optimizer)
+            return linear_predict(support, queries, self.steps, self.lr, self.optimizer)
         return prototype_predict(support, queries, self.distance)
 
     def evaluate(

@@ -14,8 +14,6 @@ from ssl_lab.downstream.classifier import ClassifierModule, fit_and_test
 class FineTune:
     def __init__(
         self,
-        name: str,
-        modality: str,
         epochs: int,
         lr: float,
         optimizer: Callable[..., torch.optim.Optimizer],
@@ -25,7 +23,7 @@ class FineTune:
         trainable_blocks: int = 1,
         layer_decay: float = 1.0,
     ) -> None:
-        self.name, self.modality, self.epochs, self.lr = name, modality, epochs, lr
+        self.epochs, self.lr = epochs, lr
         self.optimizer, self.scheduler = optimizer, scheduler
         self.backbone_lr_scale, self.layer_decay = backbone_lr_scale, layer_decay
         self.freeze, self.trainable_blocks = freeze, trainable_blocks

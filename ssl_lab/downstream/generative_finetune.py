@@ -143,8 +143,6 @@ class GenerativeFinetune:
 
     def __init__(
         self,
-        name: str,
-        modality: str,
         style: str,
         images: int,
         steps: int,
@@ -160,7 +158,7 @@ class GenerativeFinetune:
             and style.removeprefix("class:").isdigit()
         ):
             raise SslLabError(f"downstream.style={style}: choose {STYLES}")
-        self.name, self.modality, self.style, self.images = name, modality, style, images
+        self.style, self.images = style, images
         self.steps, self.batch_size, self.lr, self.optimizer = steps, batch_size, lr, optimizer
         self.seed, self.decoder_levels = seed, decoder_levels
 

@@ -25,8 +25,8 @@ def cluster(features: torch.Tensor, clusters: int, n_init: int = 10, seed: int =
 class KMeansClustering:
     """As many clusters as classes; NMI is the score, ARI is reported beside it."""
 
-    def __init__(self, name: str, modality: str, seed: int, n_init: int = 10) -> None:
-        self.name, self.modality, self.seed, self.n_init = name, modality, seed, n_init
+    def __init__(self, seed: int, n_init: int = 10) -> None:
+        self.seed, self.n_init = seed, n_init
 
     def evaluate(
         self,

@@ -48,13 +48,10 @@ class KNNClassifier:
 
     def __init__(
         self,
-        name: str,
-        modality: str,
         k: int = 200,
         temperature: float = 0.07,
         batch_size: int = 1024,
     ) -> None:
-        self.name, self.modality = name, modality
         self.k, self.temperature, self.batch_size = k, temperature, batch_size
 
     def evaluate(

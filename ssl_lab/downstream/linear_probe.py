@@ -16,14 +16,12 @@ from ssl_lab.downstream.features import extract_features
 class LinearProbe:
     def __init__(
         self,
-        name: str,
-        modality: str,
         epochs: int,
         lr: float,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
     ) -> None:
-        self.name, self.modality, self.epochs, self.lr = name, modality, epochs, lr
+        self.epochs, self.lr = epochs, lr
         self.optimizer, self.scheduler = optimizer, scheduler
 
     def evaluate(

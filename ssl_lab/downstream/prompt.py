@@ -113,8 +113,6 @@ class Prompt:
 
     def __init__(
         self,
-        name: str,
-        modality: str,
         patterns: Sequence[str] | None,
         verbalizers: Sequence[str] | None,
         few_shot: bool = False,
@@ -123,8 +121,6 @@ class Prompt:
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         calibrate: bool = True,
-        requires_language_model: bool = True,
-        trains_language_model: bool = False,
     ) -> None:
         if not patterns or not verbalizers:
             raise SslLabError(
@@ -136,7 +132,6 @@ class Prompt:
                 raise SslLabError(
                     f"downstream.patterns: '{pattern}' must hold {{text}} and {MASK} once each"
                 )
-        self.name, self.modality = name, modality
         self.patterns, self.verbalizers = list(patterns), list(verbalizers)
         self.few_shot, self.epochs, self.lr = few_shot, epochs, lr
         self.calibrate = calibrate

@@ -108,8 +108,6 @@ class Segmentation:
 
     def __init__(
         self,
-        name: str,
-        modality: str,
         epochs: int,
         lr: float,
         optimizer: Callable[..., torch.optim.Optimizer],
@@ -122,7 +120,7 @@ class Segmentation:
         trainable_blocks: int = 1,
         layer_decay: float = 1.0,
     ) -> None:
-        self.name, self.modality, self.epochs, self.lr = name, modality, epochs, lr
+        self.epochs, self.lr = epochs, lr
         self.optimizer, self.scheduler, self.threshold = optimizer, scheduler, threshold
         self.decoder_levels, self.decoder_width = decoder_levels, decoder_width
         self.policy = {

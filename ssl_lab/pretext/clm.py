@@ -1,6 +1,6 @@
 """Next-token prediction (causal language modelling, GPT): predict the future from the past.
 
-The backbone must be causal (``backbone.net.causal``, which ``pretext=clm`` sets): each position
+The backbone must be causal (``backbone.causal``, which ``pretext=clm`` sets): each position
 then sees only the tokens before it, and the loss at position t never depends on later tokens.
 """
 
@@ -29,7 +29,7 @@ class CausalLanguageModel(PretextTask):
     ) -> torch.Tensor:
         if not getattr(backbone, "causal", False):
             raise SslLabError(
-                "pretext=clm needs a causal backbone (backbone.net.causal=true): "
+                "pretext=clm needs a causal backbone (backbone.causal=true): "
                 "otherwise every position sees the token it must predict"
             )
         ids, scored = inputs

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_lab.backbones.decoder import upsampling_decoder
+from ssl_lab.errors import SslLabError
 from ssl_lab.pretext.task import PretextTask
 
 MASK_TYPES = ("center", "random_blocks", "irregular")
@@ -84,7 +85,7 @@ def make_masks(
         points = torch.minimum((start + torch.cumsum(moves, dim=2)).clamp_min(0), limit)
         points = points.flatten(1, 2)  # (B, strokes*steps, 2), kept inside the image
         return brush_mask(points, radius, height, width)
-    raise ValueError(f"unknown mask type {kind!r} (choose from: {', '.join(MASK_TYPES)})")
+    raise SslLabError(f"pretext.task.mask={kind}: choose from {', '.join(MASK_TYPES)}")
 
 
 class Inpainting(PretextTask):
@@ -103,7 +104,7 @@ class Inpainting(PretextTask):
     ) -> None:
         super().__init__()
         if mask not in MASK_TYPES:
-            raise ValueError(f"unknown mask type {mask!r} (choose from: {', '.join(MASK_TYPES)})")
+            raise SslLabError(f"pretext.task.mask={mask}: choose from {', '.join(MASK_TYPES)}")
         self.mask_type, self.overlap, self.overlap_weight = mask, overlap, overlap_weight
         self.head = upsampling_decoder(feature_dim, channels, decoder_levels)
         self.adversarial_weight = adversarial_weight

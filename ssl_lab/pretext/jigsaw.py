@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ssl_lab.errors import SslLabError
 from ssl_lab.pretext.task import PretextTask
 
 _MAX_ENUMERATED = 1_000_000  # 3x3 has 9! = 362,880 permutations; larger grids use a random pool
@@ -29,7 +30,10 @@ def _permutation_set(n: int, grid: int, seed: int) -> np.ndarray:
     else:
         pool = np.unique(np.argsort(rng.random((_POOL, k)), axis=1).astype(np.int8), axis=0)
     if n > len(pool):
-        raise ValueError(f"a {grid}x{grid} grid has only {len(pool)} permutations, {n} requested")
+        raise SslLabError(
+            f"pretext.task.num_permutations={n}: a {grid}x{grid} grid has only {len(pool)} "
+            f"permutations (lower it, or raise pretext.task.grid)"
+        )
     chosen = [int(rng.integers(len(pool)))]
     used = np.zeros(len(pool), dtype=bool)
     summed = np.zeros(len(pool), dtype=np.int32)

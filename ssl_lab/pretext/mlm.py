@@ -76,8 +76,8 @@ class MaskedLanguageModel(PretextTask):
                 "tokenizers have none: train a causal model with pretext=clm)"
             )
         if whole_word and not vocab.continuation_ids:
-            raise ValueError(
-                "whole-word masking needs a WordPiece tokenizer (its '##' pieces "
+            raise SslLabError(
+                "pretext.task.whole_word=true needs a WordPiece tokenizer (its '##' pieces "
                 "mark words): set backbone.tokenizer.kind=wordpiece"
             )
         self.vocab, self.probability, self.whole_word = vocab, probability, whole_word
