@@ -156,11 +156,15 @@ def report() -> None:
     args = parser.parse_args()
     if not args.directory.is_dir():
         _fail(SslLabError(f"no such directory: {args.directory}"))
-    text, incomplete = write_report(args.directory)
+    text, sweep = write_report(args.directory)
     print(text, end="")
+    listed = [
+        f"{len(sweep.incomplete)} incomplete run(s)" if sweep.incomplete else "",
+        f"{len(sweep.unreadable)} unreadable metrics.json" if sweep.unreadable else "",
+    ]
     print(
         f"wrote {args.directory}/report.{{csv,md,html}} and plots"
-        + (f"; {len(incomplete)} incomplete run(s) listed" if incomplete else "")
+        + "".join(f"; {item} listed" for item in listed if item)
     )
 
 
