@@ -13,17 +13,23 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ssl_lab.errors import SslLabError, user_error
+from ssl_lab.report import SINGLE_RUNS_GROUP
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def _sweep_group() -> str:
-    """A name shared by the jobs of one sweep (the W&B group); single runs share one group."""
+    """A name shared by the jobs of one sweep (the W&B group): the sweep directory's absolute path,
+    the same string whichever directory the sweep or ``ssl-lab-report`` is started from, and
+    apart from another project's ``outputs/multirun/<date>/<time>``. Single runs share one group."""
     config = HydraConfig.get()
-    return config.sweep.dir if config.mode == RunMode.MULTIRUN else "single-runs"
+    if config.mode != RunMode.MULTIRUN:
+        return SINGLE_RUNS_GROUP
+    return os.path.normpath(to_absolute_path(config.sweep.dir))
 
 
 def _job_id(*, _root_: DictConfig) -> str:
