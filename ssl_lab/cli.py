@@ -159,6 +159,12 @@ def report() -> None:
 
     parser = argparse.ArgumentParser(prog="ssl-lab-report", description=report.__doc__)
     parser.add_argument("directory", type=Path, help="a multirun directory or any tree of runs")
+    parser.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log one summary run (job_type=report) into the sweep's W&B group and project, "
+        "offline unless WANDB_MODE says otherwise; a rerun updates that run",
+    )
     args = parser.parse_args()
     if not args.directory.is_dir():
         _fail(SslLabError(f"no such directory: {args.directory}"))
@@ -172,6 +178,13 @@ def report() -> None:
         f"wrote {args.directory}/report.{{csv,md,html}} and plots"
         + "".join(f"; {item} listed" for item in listed if item)
     )
+    if args.wandb:
+        from ssl_lab.report_wandb import log_report  # imports wandb: only when asked for
+
+        try:
+            print(log_report(args.directory, sweep))
+        except SslLabError as err:
+            _fail(err)
 
 
 def predict() -> None:
