@@ -185,9 +185,8 @@ def test_a_wandb_sweep_and_its_report_run_share_one_group_and_a_rerun_updates_th
     tmp_path, monkeypatch
 ):
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    tiny = [
-        a for a in TINY if not a.startswith(("logger=", "downstream."))
-    ]  # knn, kmeans: no epochs
+    # knn and kmeans do not train: no downstream.epochs to override
+    tiny = [a for a in TINY if not a.startswith(("logger=", "downstream."))]
     result = run_cli(
         tmp_path,
         "-m",
