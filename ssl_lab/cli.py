@@ -13,16 +13,22 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ssl_lab.choices import CONF_DIR, choices_text, config_dirs, group_choices
 from ssl_lab.errors import SslLabError, user_error
+from ssl_lab.report import SINGLE_RUNS_GROUP
 
 
 def _sweep_group() -> str:
-    """A name shared by the jobs of one sweep (the W&B group); single runs share one group."""
+    """A name shared by the jobs of one sweep (the W&B group): the sweep directory's absolute path,
+    the same string whichever directory the sweep or ``ssl-lab-report`` is started from, and
+    apart from another project's ``outputs/multirun/<date>/<time>``. Single runs share one group."""
     config = HydraConfig.get()
-    return config.sweep.dir if config.mode == RunMode.MULTIRUN else "single-runs"
+    if config.mode != RunMode.MULTIRUN:
+        return SINGLE_RUNS_GROUP
+    return os.path.normpath(to_absolute_path(config.sweep.dir))
 
 
 def _job_id(*, _root_: DictConfig) -> str:
@@ -153,15 +159,32 @@ def report() -> None:
 
     parser = argparse.ArgumentParser(prog="ssl-lab-report", description=report.__doc__)
     parser.add_argument("directory", type=Path, help="a multirun directory or any tree of runs")
+    parser.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log one summary run (job_type=report) into the sweep's W&B group and project, "
+        "offline unless WANDB_MODE says otherwise; a rerun updates that run",
+    )
     args = parser.parse_args()
     if not args.directory.is_dir():
         _fail(SslLabError(f"no such directory: {args.directory}"))
-    text, incomplete = write_report(args.directory)
+    text, sweep = write_report(args.directory)
     print(text, end="")
+    listed = [
+        f"{len(sweep.incomplete)} incomplete run(s)" if sweep.incomplete else "",
+        f"{len(sweep.unreadable)} unreadable metrics.json" if sweep.unreadable else "",
+    ]
     print(
         f"wrote {args.directory}/report.{{csv,md,html}} and plots"
-        + (f"; {len(incomplete)} incomplete run(s) listed" if incomplete else "")
+        + "".join(f"; {item} listed" for item in listed if item)
     )
+    if args.wandb:
+        from ssl_lab.report_wandb import log_report  # imports wandb: only when asked for
+
+        try:
+            print(log_report(args.directory, sweep))
+        except SslLabError as err:
+            _fail(err)
 
 
 def predict() -> None:

@@ -398,6 +398,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise
     metrics = {k: v for k, v in results.items() if k not in EXECUTION_KEYS}
     if is_global_zero():
+        metrics.update(tracking.wandb_place(loggers))
         write_json(run_dir / "metrics.json", metrics)
         write_json(
             run_dir / "run_info.json",
@@ -413,13 +414,7 @@ def _pretrain_and_transfer(
     make_trainer = trainer_factory(cfg, loggers, run_dir / "lightning")
     started = time.perf_counter()
     metrics: dict[str, Any] = {
-        "pretext": cfg.pretext.name,
-        "downstream": cfg.downstream.name,
-        "data": cfg.data.name,
-        "backbone": cfg.backbone.name,
-        "seed": cfg.seed,
-        "labels_per_class": cfg.data.labels_per_class,
-        "label_fraction": cfg.data.label_fraction,
+        **tracking.choices(cfg),
         "n_labels": data.n_labels,
         "pretext_epochs": cfg.pretext.epochs,
         "labelled_subset": subset_digest(data.labelled_indices),  # which examples: seed's choice

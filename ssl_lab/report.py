@@ -1,7 +1,9 @@
 """Collect the ``metrics.json`` of a sweep into one comparison: a table, plots and an HTML page.
 
 Reads only ``metrics.json`` files (and the pretext pictures beside them); a run directory (one
-with Hydra's ``.hydra/``) without ``metrics.json`` is listed as incomplete, never dropped silently.
+with Hydra's ``.hydra/``) without ``metrics.json`` is listed as incomplete, and a ``metrics.json``
+that cannot be read (truncated, half-copied, not a run's metrics) as unreadable with the reason:
+never dropped silently, never hiding the rest of the sweep.
 """
 
 import base64
@@ -12,6 +14,7 @@ import io
 import json
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +22,61 @@ from ssl_lab.atomic import atomic_path
 
 BASELINE = "none"
 REFERENCE_ORDER = ["none", "supervised"]
+SINGLE_RUNS_GROUP = "single-runs"  # the W&B group of jobs that were not part of a sweep
+PLOTS = ("transfer_matrix.png", "label_efficiency.png")
+
+# what summarise needs of every run; the rest of metrics.json is optional
+REQUIRED_KEYS = ("pretext", "downstream", "data", "backbone", "score", "score_name")
 
 
-def collect(root: Path) -> tuple[list[dict[str, Any]], list[Path]]:
-    """(metrics of complete runs, run directories without metrics.json)."""
-    runs = []
-    for path in sorted(root.rglob("metrics.json")):
+@dataclass
+class Sweep:
+    """What a directory of runs holds: the metrics of complete runs (each with its ``_dir``), run
+    directories without metrics.json, and metrics.json files that could not be read, each with
+    the reason in one line."""
+
+    runs: list[dict[str, Any]]
+    incomplete: list[Path]
+    unreadable: list[tuple[Path, str]]
+
+
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number"}
+_JSON_KINDS.update({bool: "a boolean", type(None): "null"})
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """One run's metrics; ValueError with a one-line reason when the file is not a run's metrics."""
+    try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot be read ({err.__class__.__name__}: {err})") from err
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not valid JSON ({err})") from err
+    if not isinstance(metrics, dict):
+        raise ValueError(f"not a JSON object but {_JSON_KINDS[type(metrics)]}")
+    missing = [k for k in REQUIRED_KEYS if k not in metrics]
+    if missing:
+        raise ValueError(f"lacks {', '.join(missing)}")
+    if isinstance(metrics["score"], bool) or not isinstance(metrics["score"], (int, float)):
+        raise ValueError(f"score is not a number: {metrics['score']!r}")
+    return metrics
+
+
+def collect(root: Path) -> Sweep:
+    """Every run under ``root``, complete, incomplete or unreadable."""
+    found = sorted(root.rglob("metrics.json"))
+    runs, unreadable = [], []
+    for path in found:
+        try:
+            metrics = read_metrics(path)
+        except ValueError as err:
+            unreadable.append((path, str(err)))
+            continue
         metrics["_dir"] = path.parent
         runs.append(metrics)
-    complete = {m["_dir"] for m in runs}
-    incomplete = sorted(p.parent for p in root.rglob(".hydra") if p.parent not in complete)
-    return runs, incomplete
+    has_metrics = {p.parent for p in found}
+    incomplete = sorted(p.parent for p in root.rglob(".hydra") if p.parent not in has_metrics)
+    return Sweep(runs, incomplete, unreadable)
 
 
 def _budget(m: dict[str, Any]) -> str:
@@ -106,8 +152,8 @@ def _cell(r: dict[str, Any]) -> str:
 
 def tables(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (data, backbone, budget): a table with pretext rows and downstream columns: its
-    ``title``, ``header``, text ``body`` and the grid of mean scores (``means``, NaN where no
-    run)."""
+    ``title``, ``header``, text ``body``, the grid of mean scores (``means``, NaN where no run)
+    and the grid of summary rows (``cells``, None where no run)."""
     out = []
     for key in dict.fromkeys((r["data"], r["backbone"], r["budget"]) for r in rows):
         members = [r for r in rows if (r["data"], r["backbone"], r["budget"]) == key]
@@ -126,12 +172,13 @@ def tables(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     [by_cell[p, c]["mean"] if (p, c) in by_cell else float("nan") for c in columns]
                     for p in pretexts
                 ],
+                "cells": [[by_cell.get((p, c)) for c in columns] for p in pretexts],
             }
         )
     return out
 
 
-def markdown(rows: list[dict[str, Any]], incomplete: list[Path]) -> str:
+def markdown(rows: list[dict[str, Any]], sweep: Sweep) -> str:
     parts = ["Cells: score mean ± std over seeds (gain over pretext=none in brackets).", ""]
     for table in tables(rows):
         parts += [
@@ -142,10 +189,13 @@ def markdown(rows: list[dict[str, Any]], incomplete: list[Path]) -> str:
         ]
         parts += ["| " + " | ".join(line) + " |" for line in table["body"]]
         parts.append("")
-    if incomplete:
+    if sweep.incomplete:
         parts += ["### Incomplete or failed runs (no metrics.json)", ""]
-        parts += [f"- {p}" for p in incomplete]
-    return "\n".join(parts) + "\n"
+        parts += [*(f"- {p}" for p in sweep.incomplete), ""]
+    if sweep.unreadable:
+        parts += ["### Unreadable runs (metrics.json left out of the table)", ""]
+        parts += [*(f"- {p}: {reason}" for p, reason in sweep.unreadable), ""]
+    return "\n".join(parts)
 
 
 def _figure_to_png(fig) -> bytes:
@@ -178,11 +228,18 @@ def transfer_matrix_png(rows: list[dict[str, Any]]) -> bytes:
     return png
 
 
+def label_efficiency_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the label-efficiency curves: those with a label count, when there are several
+    counts; else none."""
+    counted = [r for r in rows if r["labels_per_class"] is not None]
+    return counted if len({r["labels_per_class"] for r in counted}) >= 2 else []
+
+
 def label_efficiency_png(rows: list[dict[str, Any]]) -> bytes | None:
     """Score against labels per class, one line per pretext, one panel per downstream task;
     None unless several label counts are present."""
-    counted = [r for r in rows if r["labels_per_class"] is not None]
-    if len({r["labels_per_class"] for r in counted}) < 2:
+    counted = label_efficiency_rows(rows)
+    if not counted:
         return None
     import matplotlib
 
@@ -219,12 +276,7 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def html_page(
-    rows: list[dict[str, Any]],
-    runs: list[dict[str, Any]],
-    incomplete: list[Path],
-    plots: dict[str, bytes],
-) -> str:
+def html_page(rows: list[dict[str, Any]], sweep: Sweep, plots: dict[str, bytes]) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>ssl-lab report</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
@@ -248,7 +300,7 @@ def html_page(
         parts.append(f"<h2>{html.escape(name)}</h2>{_img(png, name)}")
     seen: set[str] = set()
     pictures = []
-    for m in runs:
+    for m in sweep.runs:
         for path in sorted(Path(m["_dir"]).glob("pretext_*.png")):
             data = path.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
@@ -260,21 +312,30 @@ def html_page(
                 )
     if pictures:
         parts += ["<h2>What each pretext task sees</h2>", *pictures]
-    if incomplete:
+    if sweep.incomplete:
         parts.append(
             "<h2>Incomplete or failed runs</h2><ul>"
-            + "".join(f"<li>{html.escape(str(p))}</li>" for p in incomplete)
+            + "".join(f"<li>{html.escape(str(p))}</li>" for p in sweep.incomplete)
+            + "</ul>"
+        )
+    if sweep.unreadable:
+        parts.append(
+            "<h2>Unreadable runs (left out of the table)</h2><ul>"
+            + "".join(
+                f"<li>{html.escape(str(p))}: {html.escape(reason)}</li>"
+                for p, reason in sweep.unreadable
+            )
             + "</ul>"
         )
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_report(root: Path) -> tuple[str, list[Path]]:
+def write_report(root: Path) -> tuple[str, Sweep]:
     """Write report.csv, report.md, transfer_matrix.png, label_efficiency.png (when several label
-    counts are present) and report.html into ``root``; return the markdown and incomplete runs."""
-    runs, incomplete = collect(root)
-    rows = summarise(runs)
+    counts are present) and report.html into ``root``; return the markdown and what was found."""
+    sweep = collect(root)
+    rows = summarise(sweep.runs)
     with atomic_path(root / "report.csv") as tmp, tmp.open("w", newline="") as f:
         fields = [
             "data",
@@ -292,7 +353,7 @@ def write_report(root: Path) -> tuple[str, list[Path]]:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    text = markdown(rows, incomplete)
+    text = markdown(rows, sweep)
     with atomic_path(root / "report.md") as tmp:
         tmp.write_text(text)
     plots = {}
@@ -301,9 +362,12 @@ def write_report(root: Path) -> tuple[str, list[Path]]:
         efficiency = label_efficiency_png(rows)
         if efficiency is not None:
             plots["label_efficiency.png"] = efficiency
-    for name, png in plots.items():
-        with atomic_path(root / name) as tmp:
-            tmp.write_bytes(png)
+    for name in PLOTS:
+        if name in plots:
+            with atomic_path(root / name) as tmp:
+                tmp.write_bytes(plots[name])
+        else:  # an earlier report's plot would no longer match the table
+            (root / name).unlink(missing_ok=True)
     with atomic_path(root / "report.html") as tmp:
-        tmp.write_text(html_page(rows, runs, incomplete, plots))
-    return text, incomplete
+        tmp.write_text(html_page(rows, sweep, plots))
+    return text, sweep

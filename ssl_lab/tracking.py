@@ -1,6 +1,6 @@
-"""What a run tells its experiment trackers beyond the curves Lightning logs: the resolved config
-as flat keys, the pretext pictures, the final summary, and (W&B) that the run is finished, also
-when the job failed, so a sweep's next job starts a fresh W&B run."""
+"""What a run tells its experiment trackers beyond the curves Lightning logs: the choices that
+made it and the resolved config, the pretext pictures, the final summary, and (W&B) that the run
+is finished, also when the job failed, so a sweep's next job starts a fresh W&B run."""
 
 from pathlib import Path
 from typing import Any
@@ -23,21 +23,39 @@ SUMMARY_KEYS = (
 )
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {
-            prefix: tree if isinstance(tree, (int, float, str, bool, type(None))) else str(tree)
-        }
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
+def choices(cfg: DictConfig) -> dict[str, Any]:
+    """The choices that tell one job of a sweep from another, by the names the report and a W&B
+    panel group by; metrics.json starts with them too."""
+    return {
+        "pretext": cfg.pretext.name,
+        "downstream": cfg.downstream.name,
+        "data": cfg.data.name,
+        "backbone": cfg.backbone.name,
+        "seed": cfg.seed,
+        "labels_per_class": cfg.data.labels_per_class,
+        "label_fraction": cfg.data.label_fraction,
+    }
 
 
 def log_config(loggers: list[Logger], cfg: DictConfig) -> None:
-    flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    """The choices at the root of the tracker's config (a W&B panel groups by ``pretext``), the
+    whole resolved config under ``cfg`` (``cfg.pretext.lr``): at the root its groups would clash
+    with the choices' names."""
+    params = {**choices(cfg), "cfg": OmegaConf.to_container(cfg, resolve=True)}
     for logger in loggers:
-        logger.log_hyperparams(flat)
+        logger.log_hyperparams(params)
+
+
+def wandb_place(loggers: list[Logger]) -> dict[str, str]:
+    """Where this job's W&B run lives (``wandb_project``, ``wandb_group``, ``wandb_entity`` when
+    set), for metrics.json: ``ssl-lab-report --wandb`` puts the sweep's summary run beside it.
+    Empty without a W&B logger. Call it on the global-zero process (others have no W&B run)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            run = logger.experiment
+            place = {"wandb_project": run.project, "wandb_group": run.group}
+            return {**place, **({"wandb_entity": run.entity} if run.entity else {})}
+    return {}
 
 
 def log_picture(loggers: list[Logger], path: Path) -> None:

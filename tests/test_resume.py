@@ -82,7 +82,7 @@ def test_kill_9_mid_pretraining_then_the_same_command_resumes_to_the_same_step(
 
     # nothing looks complete: no metrics, no cache entry; the report lists the run
     assert not list((tmp_path / "outputs").rglob("metrics.json")) and entries(tmp_path) == []
-    _, incomplete = write_report(tmp_path / "outputs")
+    incomplete = write_report(tmp_path / "outputs")[1].incomplete
     assert len(incomplete) == 1 and (incomplete[0] / ".hydra").is_dir()
 
     rerun_and_check_resumed(tmp_path, uninterrupted, from_step=step)
