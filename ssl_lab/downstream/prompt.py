@@ -69,6 +69,18 @@ def fill_pattern(
     return ids, positions
 
 
+def accuracies(scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """(uncalibrated, calibrated) accuracy of verbalizer ``scores`` (N, classes) over the rows
+    labelled with a class. The first row labelled -1 is the content-free input (the pattern
+    around an empty text): calibration subtracts its log-probabilities from every row's, so a
+    word the model prefers whatever the text loses that head start."""
+    log_p = scores.log_softmax(1)
+    real = labels >= 0
+    raw = float((log_p[real].argmax(1) == labels[real]).float().mean())
+    calibrated = float(((log_p[real] - log_p[~real][0]).argmax(1) == labels[real]).float().mean())
+    return raw, calibrated
+
+
 class PromptModule(pl.LightningModule):
     """Scores of the verbalizer tokens at the decisive position; trained (few-shot) with
     cross-entropy over those scores."""
@@ -223,12 +235,7 @@ class Prompt:
             scores, labels = gather_cat(
                 torch.cat([s for s, _ in outputs]), torch.cat([y for _, y in outputs])
             )
-            log_p = scores.log_softmax(1)
-            real = labels >= 0
-            raw = float((log_p[real].argmax(1) == labels[real]).float().mean())
-            calibrated = float(
-                ((log_p[real] - log_p[~real][0]).argmax(1) == labels[real]).float().mean()
-            )
+            raw, calibrated = accuracies(scores, labels)
             metrics[f"test/acc_pattern{i}_uncalibrated"] = raw
             accuracies.append(calibrated if self.calibrate else raw)
             metrics[f"test/acc_pattern{i}"] = accuracies[-1]
