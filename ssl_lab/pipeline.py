@@ -33,8 +33,10 @@ from ssl_lab.backbones.checkpoint import (
 from ssl_lab.build import build, object_config
 from ssl_lab.cache import pretrain_key, pretrain_spec
 from ssl_lab.data.labels import subset_digest
+from ssl_lab.data.texts import as_text
 from ssl_lab.data.tokenizer import METADATA_KEY as TOKENIZER_KEY
 from ssl_lab.data.tokenizer import load_tokenizer
+from ssl_lab.downstream.task import DownstreamTask, checked
 from ssl_lab.errors import SslLabError
 from ssl_lab.monitor import BackboneSnapshots, KNNMonitor, TokenCounter
 from ssl_lab.nonfinite import NonFiniteGuard
@@ -164,7 +166,7 @@ def _save_pretrained(
 ) -> None:
     """The hand-off file: weights, the config that built them, how they were made, and for text
     the tokenizer whose ids they were trained on."""
-    tokenizer = getattr(data, "tokenizer", None)
+    text = as_text(data)
     save_backbone(
         backbone,
         path,
@@ -178,7 +180,7 @@ def _save_pretrained(
             "language_model": cfg.pretext.get("language_model"),
             **({"tokens": tokens} if tokens is not None else {}),
         },
-        {TOKENIZER_KEY: tokenizer.to_json()} if tokenizer is not None else None,
+        {TOKENIZER_KEY: text.tokenizer.to_json()} if text is not None else None,
     )
 
 
@@ -192,7 +194,8 @@ def pretrain(
     """Train ``backbone`` in place with the pretext task; write its weights, its final metrics and
     the task's picture of what it sees and predicts into ``out_dir`` (None: write nothing, as in
     the other processes of a DDP job); return the metrics."""
-    vocab = {"vocab": data.tokenizer.vocab} if cfg.pretext.modality == "text" else {}
+    text = as_text(data)
+    vocab = {"vocab": text.tokenizer.vocab} if cfg.pretext.modality == "text" else {}
     task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim, **vocab)
     module = build(cfg, "pretext", backbone=backbone, task=task)
     monitor, callbacks = cfg.monitor, []
@@ -208,8 +211,8 @@ def pretrain(
             )
         )
     counter = None
-    if getattr(data, "tokenizer", None) is not None:  # text: how much it read, the curve's x
-        counter = TokenCounter(data.tokenizer.ids["pad"])
+    if text is not None:  # how much it read, the curve's x
+        counter = TokenCounter(text.tokenizer.ids["pad"])
         callbacks.append(counter)  # before the snapshots, which read its count
     snapshots = cfg.pretext.get("snapshot_epochs") or []
     kept = resume_dir(cfg) / "snapshots"  # outlives a kill, like the resume point
@@ -223,7 +226,7 @@ def pretrain(
                     data,
                     kept / f"epoch{epoch}.safetensors",
                     epoch,
-                    getattr(counter, "total", None),
+                    counter.total if counter is not None else None,
                 ),
             )
         )
@@ -264,8 +267,8 @@ def pretrain(
             out_dir / f"pretext_{cfg.pretext.name}.png",
             f"{cfg.pretext.name} on {cfg.data.name} (validation images)",
         )
-    if getattr(data, "tokenizer", None) is not None:
-        data.tokenizer.save(out_dir)
+    if text is not None:
+        text.tokenizer.save(out_dir)
     if kept.is_dir():
         shutil.copytree(kept, out_dir / "snapshots")
     _save_pretrained(
@@ -274,7 +277,7 @@ def pretrain(
         data,
         out_dir / BACKBONE_FILE,
         cfg.pretext.epochs,
-        getattr(counter, "total", None),
+        counter.total if counter is not None else None,
     )
     write_json(out_dir / "pretext_metrics.json", stats)
     with open(out_dir / "pretrain_config.yaml", "w") as f:
@@ -286,10 +289,11 @@ def _load_pretrained(backbone: nn.Module, data: pl.LightningDataModule, path: Pa
     """Cached weights, and for text the tokenizer they were trained with: subword trainers do
     not promise the same ids twice, so the data is re-encoded if this run's tokenizer differs."""
     load_backbone_weights(backbone, path)
-    if getattr(data, "tokenizer", None) is not None:
-        stored = load_tokenizer(path, data.tokenizer.max_length)
-        if stored.to_json() != data.tokenizer.to_json():
-            data.use_tokenizer(stored)
+    text = as_text(data)
+    if text is not None:
+        stored = load_tokenizer(path, text.tokenizer.max_length)
+        if stored.to_json() != text.tokenizer.to_json():
+            text.use_tokenizer(stored)
 
 
 def pretrained(
@@ -384,6 +388,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     backbone = build(cfg, "backbone")  # first: one that cannot be built fails at once
     data = build(cfg, "data", batch_size=per_device_batch_size(cfg))
     data.setup()  # reads the data and picks the labelled subset: bad label counts fail here
+    downstream = build(cfg, "downstream")  # before pretraining: a bad setting fails at once
+    if not isinstance(downstream, DownstreamTask):
+        raise SslLabError(
+            f"downstream={cfg.downstream.name}: {cfg.downstream._target_} has no "
+            "evaluate(backbone, data, make_trainer) (ssl_lab/downstream/task.py)"
+        )
     if cfg.compile:
         backbone.compile()  # in place: the state_dict keeps its keys for the hand-off
     loggers = list(instantiate(cfg.logger).values()) if cfg.logger else []
@@ -392,7 +402,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         with stopped_by_signal(
             "during transfer, before any score was written: run the same command again"
         ):  # pretraining says when it stopped itself
-            results = _pretrain_and_transfer(cfg, data, backbone, loggers, run_dir)
+            results = _pretrain_and_transfer(cfg, data, backbone, downstream, loggers, run_dir)
     except BaseException:
         tracking.finish(loggers, None)
         raise
@@ -409,7 +419,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _pretrain_and_transfer(
-    cfg: DictConfig, data: pl.LightningDataModule, backbone: nn.Module, loggers: list, run_dir: Path
+    cfg: DictConfig,
+    data: pl.LightningDataModule,
+    backbone: nn.Module,
+    downstream: DownstreamTask,
+    loggers: list,
+    run_dir: Path,
 ) -> dict[str, Any]:
     make_trainer = trainer_factory(cfg, loggers, run_dir / "lightning")
     started = time.perf_counter()
@@ -425,11 +440,12 @@ def _pretrain_and_transfer(
         },
         "downstream_epochs": cfg.downstream.get("epochs"),
     }
-    if data.modality == "text":
+    text = as_text(data)
+    if text is not None:
         metrics.update(
-            test_overlap_found=data.test_overlap_found,
-            test_overlap_removed=data.test_overlap_removed,
-            train_test_overlap_removed=data.train_test_overlap_removed,
+            test_overlap_found=text.test_overlap_found,
+            test_overlap_removed=text.test_overlap_removed,
+            train_test_overlap_removed=text.train_test_overlap_removed,
         )
     if cfg.backbone.checkpoint is not None:
         meta = load_backbone_weights(backbone, cfg.backbone.checkpoint)
@@ -452,15 +468,11 @@ def _pretrain_and_transfer(
     metrics["pretrain_seconds"] = round(time.perf_counter() - started, 2)
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    downstream = build(cfg, "downstream")
     log.info("transfer: %s on %d labelled examples", cfg.downstream.name, data.n_labels)
     transfer_started = time.perf_counter()
     guard = NonFiniteGuard(cfg.nonfinite, "transfer")
-    metrics.update(
-        downstream.evaluate(
-            backbone, data, trainer_factory(cfg, loggers, run_dir / "lightning", (guard,))
-        )
-    )
+    make_trainer = trainer_factory(cfg, loggers, run_dir / "lightning", (guard,))
+    metrics.update(checked(cfg.downstream.name, downstream.evaluate(backbone, data, make_trainer)))
     if cfg.nonfinite == "skip":
         metrics["transfer_nonfinite_skipped"] = guard.skipped
     metrics["transfer_seconds"] = round(time.perf_counter() - transfer_started, 2)

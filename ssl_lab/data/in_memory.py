@@ -55,6 +55,7 @@ class InMemoryDataModule(pl.LightningDataModule):
     """Splits: ``train`` (pretraining sees all of it, without labels), its labelled subset
     (transfer trains on it), ``val`` and ``test``."""
 
+    modality: str  # what a batch holds: "image", or "text" (then it offers texts.TextData too)
     collate_fn: Callable | None = None  # how a list of examples becomes a batch (None: stack)
     batch_fetch: bool = False  # fetch whole batches by one indexing (needs collate_fn None)
 

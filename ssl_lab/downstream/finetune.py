@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from ssl_lab.downstream.classifier import ClassifierModule, fit_and_test
+from ssl_lab.downstream.task import DownstreamTask
 
 
-class FineTune:
+class FineTune(DownstreamTask):
     def __init__(
         self,
         epochs: int,

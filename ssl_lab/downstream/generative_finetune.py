@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from ssl_lab.backbones.decoder import upsampling_decoder
+from ssl_lab.downstream.task import DownstreamTask
 from ssl_lab.errors import SslLabError
 from ssl_lab.optim import configure_optimizers
 from ssl_lab.ranks import unrepeated
@@ -138,7 +139,7 @@ def reinitialised(backbone: nn.Module) -> nn.Module:
     return fresh
 
 
-class GenerativeFinetune:
+class GenerativeFinetune(DownstreamTask):
     """``score`` is the transferred model's PSNR (dB); ``psnr_gain`` is its lead over scratch."""
 
     def __init__(

@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics.functional.clustering import adjusted_rand_score, normalized_mutual_info_score
 
 from ssl_lab.downstream.features import extract_features
+from ssl_lab.downstream.task import DownstreamTask
 
 
 def cluster(features: torch.Tensor, clusters: int, n_init: int = 10, seed: int = 0) -> torch.Tensor:
@@ -22,7 +23,7 @@ def cluster(features: torch.Tensor, clusters: int, n_init: int = 10, seed: int =
     return torch.as_tensor(assignment, dtype=torch.long)
 
 
-class KMeansClustering:
+class KMeansClustering(DownstreamTask):
     """As many clusters as classes; NMI is the score, ARI is reported beside it."""
 
     def __init__(self, seed: int, n_init: int = 10) -> None:

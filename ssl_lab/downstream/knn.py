@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from ssl_lab.downstream.features import extract_features
+from ssl_lab.downstream.task import DownstreamTask
 
 
 def knn_predict(
@@ -43,7 +44,7 @@ def knn_predict(
     return torch.cat(predictions)
 
 
-class KNNClassifier:
+class KNNClassifier(DownstreamTask):
     """The labelled subset of the train split is the memory bank; the test split is queried."""
 
     def __init__(

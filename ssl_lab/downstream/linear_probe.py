@@ -11,9 +11,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ssl_lab.downstream.classifier import ClassifierModule, fit_and_test
 from ssl_lab.downstream.features import extract_features
+from ssl_lab.downstream.task import DownstreamTask
 
 
-class LinearProbe:
+class LinearProbe(DownstreamTask):
     def __init__(
         self,
         epochs: int,

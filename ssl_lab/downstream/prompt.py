@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from ssl_lab.downstream.task import DownstreamTask
 from ssl_lab.errors import SslLabError
 from ssl_lab.optim import configure_optimizers
 from ssl_lab.ranks import gather_cat, unrepeated
@@ -120,7 +121,7 @@ class PromptModule(pl.LightningModule):
         )
 
 
-class Prompt:
+class Prompt(DownstreamTask):
     """Reports ``test/acc_pattern{i}`` for each pattern; the headline ``score`` is their mean."""
 
     def __init__(

@@ -16,6 +16,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from ssl_lab.downstream.classifier import ClassifierModule
+from ssl_lab.downstream.task import DownstreamTask
 from ssl_lab.ranks import unrepeated
 
 SPLITS = {"train": "transfer/train_", "val": "transfer/val_", "test": "test/"}
@@ -102,7 +103,7 @@ class SegmentationModule(ClassifierModule):
         return loss
 
 
-class Segmentation:
+class Segmentation(DownstreamTask):
     """Trains on the labelled subset (``data.labelled_loader``: few labels, as many steps), with
     the dataset's transfer augmentation; ``score`` is the test mIoU, the background included."""
 
