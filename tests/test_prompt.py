@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_lab.data.tokenizer import train_tokenizer
-from ssl_lab.downstream.prompt import PromptModule, accuracies, fill_pattern
+from ssl_lab.downstream.prompt import PromptModule, fill_pattern, raw_and_calibrated_accuracy
 from ssl_lab.errors import SslLabError
 
 BEFORE = "{text}。总之很[MASK]。"  # the gap after the text: masked and causal models
@@ -129,7 +129,7 @@ def test_calibration_subtracts_the_content_free_log_probabilities():
         ]
     )
     labels = torch.tensor([-1, 1, 0, 1, 1])
-    assert accuracies(scores, labels) == (0.25, 0.75)
+    assert raw_and_calibrated_accuracy(scores, labels) == (0.25, 0.75)
     # three classes: content-free [1, 0, -1]; the row [1.2, 0.5, -1] less it is [0.2, 0.5, 0]
     three = torch.tensor([[1.0, 0.0, -1.0], [1.2, 0.5, -1.0]])
-    assert accuracies(three, torch.tensor([-1, 1])) == (0.0, 1.0)
+    assert raw_and_calibrated_accuracy(three, torch.tensor([-1, 1])) == (0.0, 1.0)

@@ -70,7 +70,7 @@ def fill_pattern(
     return ids, positions
 
 
-def accuracies(scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+def raw_and_calibrated_accuracy(scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     """(uncalibrated, calibrated) accuracy of verbalizer ``scores`` (N, classes) over the rows
     labelled with a class. The first row labelled -1 is the content-free input (the pattern
     around an empty text): calibration subtracts its log-probabilities from every row's, so a
@@ -236,7 +236,7 @@ class Prompt(DownstreamTask):
             scores, labels = gather_cat(
                 torch.cat([s for s, _ in outputs]), torch.cat([y for _, y in outputs])
             )
-            raw, calibrated = accuracies(scores, labels)
+            raw, calibrated = raw_and_calibrated_accuracy(scores, labels)
             metrics[f"test/acc_pattern{i}_uncalibrated"] = raw
             accuracies.append(calibrated if self.calibrate else raw)
             metrics[f"test/acc_pattern{i}"] = accuracies[-1]
