@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ProgressBar
 from torch import nn
 
 from ssl_lab import tracking
@@ -41,6 +42,7 @@ from ssl_lab.errors import SslLabError
 from ssl_lab.monitor import BackboneSnapshots, KNNMonitor, TokenCounter
 from ssl_lab.nonfinite import NonFiniteGuard
 from ssl_lab.pictures import save_picture
+from ssl_lab.progress import progress_callback
 from ssl_lab.ranks import is_global_zero
 from ssl_lab.resume import StopWhenSignalled, fit_resumably, resume_dir, stopped_by_signal
 
@@ -131,10 +133,20 @@ def per_device_batch_size(cfg: DictConfig) -> int:
 
 
 def trainer_factory(
-    cfg: DictConfig, loggers: list, root: Path, extra_callbacks: tuple[pl.Callback, ...] = ()
+    cfg: DictConfig,
+    loggers: list,
+    root: Path,
+    extra_callbacks: tuple[pl.Callback, ...] = (),
+    *,
+    phase: str | None = None,
+    pad_id: int | None = None,
 ) -> Callable[..., pl.Trainer]:
     """Trainers for each phase of the run, all from ``cfg.trainer``, sharing the run's loggers
     (and ``extra_callbacks``).
+
+    ``phase`` (``pretraining``, ``transfer``) names the work in its progress report: a bar in a
+    terminal, one line per epoch in a log or a sweep (``progress.py``; ``pad_id``: text data's
+    padding, so tokens are counted). Without a phase the trainers stay silent (benchmarks).
 
     ``root`` is each trainer's ``default_root_dir``, emptied first: under SLURM, Lightning saves a
     checkpoint there on SIGUSR1 and loads it into any later trainer that finds it, which would
@@ -145,11 +157,13 @@ def trainer_factory(
         max_epochs: int, logger: Any = None, callbacks: list[pl.Callback] | None = None
     ) -> pl.Trainer:
         shutil.rmtree(root, ignore_errors=True)
+        shown = [] if phase is None else [progress_callback(phase, pad_id)]
         return instantiate(
             cfg.trainer,
             max_epochs=max_epochs,
             logger=(loggers or False) if logger is None else logger,
-            callbacks=[*(callbacks or []), *extra_callbacks, StopWhenSignalled()],
+            callbacks=[*(callbacks or []), *extra_callbacks, StopWhenSignalled(), *shown],
+            enable_progress_bar=any(isinstance(c, ProgressBar) for c in shown),
             default_root_dir=str(root),
         )
 
@@ -426,7 +440,11 @@ def _pretrain_and_transfer(
     loggers: list,
     run_dir: Path,
 ) -> dict[str, Any]:
-    make_trainer = trainer_factory(cfg, loggers, run_dir / "lightning")
+    text = as_text(data)
+    pad_id = text.tokenizer.ids["pad"] if text is not None else None
+    make_trainer = trainer_factory(
+        cfg, loggers, run_dir / "lightning", phase="pretraining", pad_id=pad_id
+    )
     started = time.perf_counter()
     metrics: dict[str, Any] = {
         **tracking.choices(cfg),
@@ -440,7 +458,6 @@ def _pretrain_and_transfer(
         },
         "downstream_epochs": cfg.downstream.get("epochs"),
     }
-    text = as_text(data)
     if text is not None:
         metrics.update(
             test_overlap_found=text.test_overlap_found,
@@ -471,7 +488,9 @@ def _pretrain_and_transfer(
     log.info("transfer: %s on %d labelled examples", cfg.downstream.name, data.n_labels)
     transfer_started = time.perf_counter()
     guard = NonFiniteGuard(cfg.nonfinite, "transfer")
-    make_trainer = trainer_factory(cfg, loggers, run_dir / "lightning", (guard,))
+    make_trainer = trainer_factory(
+        cfg, loggers, run_dir / "lightning", (guard,), phase="transfer", pad_id=pad_id
+    )
     metrics.update(checked(cfg.downstream.name, downstream.evaluate(backbone, data, make_trainer)))
     if cfg.nonfinite == "skip":
         metrics["transfer_nonfinite_skipped"] = guard.skipped
