@@ -41,6 +41,7 @@ from ssl_lab.nonfinite import NonFiniteGuard
 from ssl_lab.pictures import save_picture
 from ssl_lab.ranks import is_global_zero
 from ssl_lab.resume import StopWhenSignalled, fit_resumably, resume_dir, stopped_by_signal
+from ssl_lab.schema import check_config
 
 log = logging.getLogger("ssl_lab")
 
@@ -375,15 +376,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one pretrain -> transfer job; write its metrics (``metrics.json``, the same for the
     same config and seed) and the facts of this execution (``run_info.json``: command, versions,
     timings, where the weights are); return both together."""
+    check_config(cfg)  # every key of the right type and in its range
     check_compatible(cfg)
     run_dir = Path(cfg.paths.run_dir)
-    info = run_info()
-    if is_global_zero():
-        write_json(run_dir / "run_info.json", info)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = build(cfg, "backbone")  # first: one that cannot be built fails at once
     data = build(cfg, "data", batch_size=per_device_batch_size(cfg))
     data.setup()  # reads the data and picks the labelled subset: bad label counts fail here
+    info = run_info()  # written once nothing in the config or the data has refused the run
+    if is_global_zero():
+        write_json(run_dir / "run_info.json", info)
     if cfg.compile:
         backbone.compile()  # in place: the state_dict keeps its keys for the hand-off
     loggers = list(instantiate(cfg.logger).values()) if cfg.logger else []
