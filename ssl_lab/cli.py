@@ -17,9 +17,10 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ssl_lab.choices import CONF_DIR, choices_text, config_dirs, group_choices
+from ssl_lab.config_check import check_config, config_error
 from ssl_lab.errors import SslLabError, user_error
 from ssl_lab.report import SINGLE_RUNS_GROUP
-from ssl_lab.schema import check_config, config_error, register_schemas
+from ssl_lab.schema import register_schemas
 
 
 def _sweep_group() -> str:

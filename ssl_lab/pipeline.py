@@ -32,6 +32,7 @@ from ssl_lab.backbones.checkpoint import (
 )
 from ssl_lab.build import build, object_config
 from ssl_lab.cache import pretrain_key, pretrain_spec
+from ssl_lab.config_check import check_config
 from ssl_lab.data.labels import subset_digest
 from ssl_lab.data.tokenizer import METADATA_KEY as TOKENIZER_KEY
 from ssl_lab.data.tokenizer import load_tokenizer
@@ -41,7 +42,6 @@ from ssl_lab.nonfinite import NonFiniteGuard
 from ssl_lab.pictures import save_picture
 from ssl_lab.ranks import is_global_zero
 from ssl_lab.resume import StopWhenSignalled, fit_resumably, resume_dir, stopped_by_signal
-from ssl_lab.schema import check_config
 
 log = logging.getLogger("ssl_lab")
 

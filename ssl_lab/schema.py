@@ -1,34 +1,31 @@
 """The config schema: what each key means, its type and its range, declared once per key.
 
-Each config group's YAML names its schema, a dataclass, in its defaults list
+Each config group's YAML names its schema, a dataclass, first in its defaults list
 (``- /schema/pretext/task/mlm@task``): Hydra merges the YAML onto it, so a value of the wrong type
 (``pretext.lr=abc``) fails while the config is composed. A field's range and its one-line
-documentation sit in the field itself (``setting("...", gt=0, lt=1)``), and ``check_config``
-checks every range before any data is read or any model built. A choice whose YAML names no schema
-(a user's own config) is still checked against its group's base schema, for the keys every choice
-of the group shares. Every failure is one line, ``<key>=<value>: <what it accepts>``.
+documentation sit in the field itself (``setting("...", gt=0, lt=1)``);
+``config_check.check_config`` checks every range before any data is read or any model built. A
+choice whose YAML names no schema (a user's own config) is still checked against its group's base
+schema, for the keys every choice of the group shares.
 
 The schema modules import neither torch nor Lightning: composing a config (``--cfg job``,
 ``--help``, a refused command line) stays fast.
 """
 
 import dataclasses
-import difflib
 import math
-import re
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
-from ssl_lab.errors import SslLabError
-
 PREFIX = "schema"  # ConfigStore: schema/<group>/<name>, named by YAMLs as /schema/<group>/<name>
-_BASES: dict[str, type] = {}  # config path ("" is the root) -> the schema its keys fall back to
+BASES: dict[str, type] = {}  # config path ("" is the root) -> the schema its keys fall back to
+CLASSES: dict[str, type] = {}  # every schema (nested ones too) by class name
 _BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
 
@@ -92,12 +89,20 @@ def schema(name: str, *, base_for: str | None = None) -> Callable[[type], type]:
         # ~key); check_config refuses any key the schema does not declare.
         OmegaConf.set_struct(node, False)
         ConfigStore.instance().store(group=group, name=option, node=node)
-        _CLASSES[cls.__name__] = cls
+        _remember(cls)
         if base_for is not None:
-            _BASES[base_for] = cls
+            BASES[base_for] = cls
         return cls
 
     return register
+
+
+def _remember(cls: type) -> None:
+    CLASSES[cls.__name__] = cls
+    for spec in dataclasses.fields(cls):
+        inner = _unwrap(spec.type)[0]
+        if dataclasses.is_dataclass(inner):
+            _remember(inner)
 
 
 def register_schemas() -> None:
@@ -135,7 +140,7 @@ def _item_type(kind: Any) -> Any | None:
     return None
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if value is None:
@@ -143,7 +148,7 @@ def _show(value: Any) -> str:
     if isinstance(value, (DictConfig, ListConfig)):
         value = OmegaConf.to_container(value, resolve=False)
     if isinstance(value, list):
-        return "[" + ",".join(map(_show, value)) + "]"
+        return "[" + ",".join(map(show, value)) + "]"
     return str(value)
 
 
@@ -163,7 +168,7 @@ def describe(spec: dataclasses.Field, cfg: DictConfig | None = None) -> str:
     if "accepts" in meta:
         text = meta["accepts"]
     elif "choices" in meta:
-        text = "one of: " + ", ".join(map(_show, meta["choices"]))
+        text = "one of: " + ", ".join(map(show, meta["choices"]))
     else:
         item = _item_type(kind)
         noun = _NOUNS.get(item if item is not None else kind, ("any value", "values"))
@@ -177,16 +182,14 @@ def describe(spec: dataclasses.Field, cfg: DictConfig | None = None) -> str:
                 continue
             current = _lookup(cfg, bound) if isinstance(bound, str) else None
             limits.append(
-                f"{sign} {bound}" + (f" ({_show(current)})" if current is not None else "")
-            )
-        if "divides" in meta:
-            current = _lookup(cfg, meta["divides"])
-            limits.append(
-                f"that divides {meta['divides']}"
-                + (f" ({_show(current)})" if current is not None else "")
+                f"{sign} {bound}" + (f" ({show(current)})" if current is not None else "")
             )
         if limits:
             text += " " + " and ".join(limits)
+        if "divides" in meta:
+            current = _lookup(cfg, meta["divides"])
+            text += f" that divides {meta['divides']}"
+            text += f" ({show(current)})" if current is not None else ""
         if item is not None and not meta.get("empty"):
             text = "a non-empty " + text.removeprefix("a ")
     return text + (" or null" if optional else "")
@@ -254,158 +257,20 @@ def _nodes(node: DictConfig, path: str = "") -> Iterator[tuple[str, DictConfig]]
             yield from _nodes(child, f"{path}.{key}" if path else str(key))
 
 
-def _typed(node: DictConfig, base: type, path: str) -> dict[str, Any]:
-    """The keys of ``node`` that ``base`` declares, converted to its types: a choice without a
-    schema of its own still gets its group's."""
-    shared = {f.name: node[f.name] for f in dataclasses.fields(base) if f.name in node.keys()}
-    try:
-        typed = OmegaConf.merge(OmegaConf.structured(base), shared)
-    except oc_errors.ValidationError as err:
-        spec = _field_of(err)
-        key = f"{path}.{err.key}" if path else str(err.key)
-        raise SslLabError(f"{key}={_show(shared.get(str(err.key)))}: {describe(spec)}") from None
-    return {name: typed[name] for name in shared}
+def schema_nodes(cfg: DictConfig) -> Iterator[tuple[str, DictConfig, type, bool]]:
+    """Each node of ``cfg`` that a schema declares: its path, the node, the schema, and whether
+    it is the node's own (named in its YAML) or its group's base (the node names none)."""
+    for path, node in _nodes(cfg):
+        kind = OmegaConf.get_type(node)
+        if dataclasses.is_dataclass(kind):
+            yield path, node, kind, True
+        elif path in BASES:
+            yield path, node, BASES[path], False
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Check every key that a schema declares against its range, before any work: the first bad
-    one is raised as one line, ``<key>=<value>: <what it accepts>``."""
-    try:
-        for path, node in _nodes(cfg):
-            kind = OmegaConf.get_type(node)
-            if dataclasses.is_dataclass(kind):
-                _check_declared(path, node, kind)
-                _check_values(cfg, path, node, kind)
-                problem = kind.check(node) if hasattr(kind, "check") else None
-                if problem:
-                    raise SslLabError(f"{path}.{problem}" if path else problem)
-            elif path in _BASES:
-                _check_values(cfg, path, _typed(node, _BASES[path], path), _BASES[path])
-    except oc_errors.OmegaConfBaseException as err:
-        raise config_error(err) from None
-
-
-def _check_declared(path: str, node: DictConfig, kind: type) -> None:
-    """A key that the schema does not declare: a typo, or a preset's key for another choice."""
-    declared = [f.name for f in dataclasses.fields(kind)]
-    for key in node.keys():
-        if key not in declared:
-            full = f"{path}.{key}" if path else str(key)
-            close = difflib.get_close_matches(str(key), declared, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"remove it: ~{full}"
-            shown = _show(node._get_node(key)._value())
-            raise SslLabError(f"{full}={shown}: {path or 'the config'} has no key {key} ({hint})")
-
-
-def _check_values(cfg: DictConfig, path: str, values: Mapping[str, Any], kind: type) -> None:
-    for spec in dataclasses.fields(kind):
-        if spec.name not in values.keys():  # (``in`` says no for a mandatory ??? value)
-            continue
-        value = values[spec.name]
-        if not value_ok(spec, value, cfg):
-            key = f"{path}.{spec.name}" if path else spec.name
-            raise SslLabError(f"{key}={_show(value)}: {describe(spec, cfg)}")
-
-
-# Errors of composition, in one line ------------------------------------------------------------
-
-_CLASSES: dict[str, type] = {}  # schema class name -> class, to read Hydra's messages back
-
-
-def _first_line(err: BaseException) -> str:
-    return next(
-        (line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__
-    )
-
-
-def _field_of(err: oc_errors.OmegaConfBaseException) -> dataclasses.Field | None:
-    """The schema field a value error is about (for a list item: the list's field)."""
-    node, key = getattr(err, "parent_node", None), getattr(err, "key", None)
-    while node is not None and not dataclasses.is_dataclass(OmegaConf.get_type(node)):
-        key, node = node._key(), node._get_parent()
-    if node is None:
-        return None
-    return {f.name: f for f in dataclasses.fields(OmegaConf.get_type(node))}.get(str(key))
-
-
-def _given(err: BaseException) -> str:
-    match = re.search(r"Value '(.*)' of type", str(err))
-    return match[1] if match else "?"
-
-
-def _chain(err: BaseException | None) -> Iterator[BaseException]:
-    while err is not None:
-        yield err
-        err = err.__cause__ or err.__context__
-
-
-def _from_message(text: str) -> SslLabError | None:
-    """Hydra reports a bad value in a YAML file (a preset, a user's config) as text only:
-    ``In 'experiment/x': ValidationError ... Value 'abc' ... full_key: pretext.lr ...
-    object_type=TrainedPretextConfig``."""
-    if not re.search(r"Value '.*' of type", text):
-        return None
-    key = re.search(r"full_key: (\S+)", text)
-    kind = re.search(r"object_type=(\w+)", text)
-    where = re.match(r"In '([^']+)'", text)
-    spec = None
-    if key and kind and kind[1] in _CLASSES:
-        name = key[1].rpartition(".")[2].split("[")[0]
-        spec = {f.name: f for f in dataclasses.fields(_CLASSES[kind[1]])}.get(name)
-    if spec is None:
-        return None
-    source = f" (in {where[1]})" if where else ""
-    return SslLabError(f"{key[1]}={_given(text)}: {describe(spec)}{source}")
-
-
-def config_error(err: BaseException) -> SslLabError | None:
-    """A config mistake that Hydra or OmegaConf found (a value of the wrong type, an unknown key,
-    a mandatory value left unset, an override that does not parse) as one line naming the key;
-    None for anything else (a bug keeps its traceback)."""
-    from hydra.errors import HydraException
-
-    chain = list(_chain(err))
-    if not any(isinstance(e, (oc_errors.OmegaConfBaseException, HydraException)) for e in chain):
-        return None
-    override = None
-    for e in chain:
-        match = re.match(r"Error merging override (\S+)", str(e)) or re.search(
-            r"use \+(\S+=\S*)", str(e)
-        )
-        override = override or (match[1] if match else None)
-    for e in chain:
-        if isinstance(e, oc_errors.ValidationError) and (spec := _field_of(e)) is not None:
-            return SslLabError(f"{override or f'{e.full_key}={_given(e)}'}: {describe(spec)}")
-        if isinstance(e, (oc_errors.ConfigKeyError, oc_errors.ConfigAttributeError)):
-            key = e.full_key or str(e.key)
-            place, _, name = key.rpartition(".")
-            known = [str(k) for k in e.parent_node.keys()] if e.parent_node is not None else []
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]}?" if close else "its keys: " + ", ".join(known)
-            return SslLabError(
-                f"{override or key}: {place or 'the config'} has no key {name} ({hint})"
-            )
-        if isinstance(e, oc_errors.MissingMandatoryValue):
-            return SslLabError(f"{e.full_key}=???: mandatory: set it ({e.full_key}=...)")
-        found = _from_message(str(e))
-        if found is not None:
-            return found
-    known = next(
-        e for e in chain if isinstance(e, (oc_errors.OmegaConfBaseException, HydraException))
-    )
-    key = getattr(known, "full_key", None)
-    if key and (raw := _raw(known)) is not None:
-        key = f"{key}={raw}"
-    key = key or getattr(known, "override", None)
-    return SslLabError((f"{key}: " if key else "") + _first_line(known))
-
-
-def _raw(err: oc_errors.OmegaConfBaseException) -> str | None:
-    """The value as written (an interpolation unresolved) of the key an error is about."""
-    parent, key = getattr(err, "parent_node", None), getattr(err, "key", None)
-    if parent is None or key is None:
-        return None
-    try:
-        return _show(parent._get_node(key)._value())
-    except (AttributeError, KeyError, oc_errors.OmegaConfBaseException):
-        return None
+def schema_fields(cfg: DictConfig) -> Iterator[tuple[str, dataclasses.Field]]:
+    """Each key of ``cfg`` that a schema declares, with its field: its type, range and doc."""
+    for path, node, kind, _ in schema_nodes(cfg):
+        for spec in dataclasses.fields(kind):
+            if spec.name in node.keys():  # (``in`` says no for a mandatory ??? value)
+                yield (f"{path}.{spec.name}" if path else spec.name), spec
