@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
 from ssl_lab.errors import SslLabError
-from ssl_lab.schema import CLASSES, describe, schema_nodes, show, value_ok
+from ssl_lab.schema import CLASSES, describe, finite, schema_nodes, show, value_ok
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -26,7 +26,7 @@ def check_config(cfg: DictConfig) -> None:
                 continue
             _check_declared(path, node, kind)
             _check_values(cfg, path, node, kind)
-            problem = kind.check(node) if hasattr(kind, "check") else None
+            problem = kind.check(node, cfg) if hasattr(kind, "check") else None
             if problem:
                 raise SslLabError(f"{path}.{problem}" if path else problem)
     except oc_errors.OmegaConfBaseException as err:
@@ -52,7 +52,9 @@ def _check_values(cfg: DictConfig, path: str, values: Mapping[str, Any], kind: t
         value = values[spec.name]
         if not value_ok(spec, value, cfg):
             key = f"{path}.{spec.name}" if path else spec.name
-            raise SslLabError(f"{key}={show(value)}: {describe(spec, cfg)}")
+            too_big = isinstance(value, float) and not finite(value)
+            note = " (finite, within float32)" if too_big else ""
+            raise SslLabError(f"{key}={show(value)}: {describe(spec, cfg)}{note}")
 
 
 def _typed(node: DictConfig, base: type, path: str) -> dict[str, Any]:

@@ -202,6 +202,14 @@ def _bound(cfg: DictConfig, bound: float | str) -> Any:
     return OmegaConf.select(cfg, bound) if isinstance(bound, str) else bound
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # numbers end up in float32 (or narrower) tensors
+
+
+def finite(value: float) -> bool:
+    """Finite, and within float32: an lr of 1e300 overflows the first optimiser step."""
+    return math.isfinite(value) and abs(value) <= FLOAT32_MAX
+
+
 def _scalar_ok(value: Any, meta: dict[str, Any], cfg: DictConfig) -> bool:
     if "choices" in meta:
         return value in meta["choices"]
@@ -209,7 +217,7 @@ def _scalar_ok(value: Any, meta: dict[str, Any], cfg: DictConfig) -> bool:
         return bool(value) or bool(meta.get("empty"))
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return True
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and not finite(value):
         return False
     for name, ok in (
         ("ge", lambda b: value >= b),

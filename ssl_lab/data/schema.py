@@ -50,7 +50,7 @@ class DataConfig:
     augment: Any = setting("transfer-time augmentation (images), or null")
 
     @staticmethod
-    def check(node: DictConfig) -> str | None:
+    def check(node: DictConfig, cfg: DictConfig) -> str | None:
         """One label budget at a time, and splits that leave something to train on."""
         if node.labels_per_class is not None and node.label_fraction is not None:
             return (

@@ -77,7 +77,7 @@ class TaskConfig:
 @schema("pretext/task/jigsaw")
 @dataclass
 class JigsawConfig(TaskConfig):
-    grid: int = setting("tiles per side of the puzzle", ge=2, le="data.size")
+    grid: int = setting("tiles per side of the puzzle", ge=2)
     num_permutations: int = setting("permutations to tell apart (the classes)", ge=2)
     tile_fraction: float = setting("tile side / cell side: the random gap hides edges", gt=0, le=1)
     hidden_dim: int = setting("units of the MLP over the concatenated tile features", ge=1)
@@ -86,8 +86,19 @@ class JigsawConfig(TaskConfig):
     seed: int = setting("fixes the permutation set, not the run", ge=0)
 
     @staticmethod
-    def check(node: DictConfig) -> str | None:
-        """More permutations than a grid has cannot be told apart."""
+    def check(node: DictConfig, cfg: DictConfig) -> str | None:
+        """Tiles that hold two values or more (each is normalised by its own std), and no more
+        permutations than the grid has."""
+        cell = cfg.data.size // node.grid
+        if cell < 1:
+            return f"grid={node.grid}: at most data.size ({cfg.data.size}): one cell per pixel"
+        side = max(1, round(node.tile_fraction * cell))  # as JigsawPuzzle.cut_tiles cuts them
+        if cfg.data.channels * side * side < 2:
+            return (
+                f"grid={node.grid}: tiles of {side} px at data.size={cfg.data.size} and "
+                f"tile_fraction={node.tile_fraction} hold one value; each tile is normalised "
+                "by its own std, so it needs two (a smaller grid or a larger data.size)"
+            )
         if node.grid > 3:  # 16! and up: the task samples a pool and says if it runs short
             return None
         available = math.factorial(node.grid**2)
