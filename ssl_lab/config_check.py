@@ -5,6 +5,7 @@ unset, an override that does not parse): each as one line naming the key,
 
 import dataclasses
 import difflib
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -54,20 +55,33 @@ def _check_values(cfg: DictConfig, path: str, values: Mapping[str, Any], kind: t
             key = f"{path}.{spec.name}" if path else spec.name
             too_big = isinstance(value, float) and not finite(value)
             note = " (finite, within float32)" if too_big else ""
-            raise SslLabError(f"{key}={show(value)}: {describe(spec, cfg)}{note}")
+            given = show(value)
+            if isinstance(values, DictConfig) and values._get_node(spec.name)._is_interpolation():
+                given = f"{values._get_node(spec.name)._value()} (= {given})"  # names the source
+            raise SslLabError(f"{key}={given}: {describe(spec, cfg)}{note}")
 
 
 def _typed(node: DictConfig, base: type, path: str) -> dict[str, Any]:
     """The keys of ``node`` that ``base`` declares, converted to its types: a choice without a
-    schema of its own still gets its group's."""
-    shared = {f.name: node[f.name] for f in dataclasses.fields(base) if f.name in node.keys()}
+    schema of its own still gets its group's. (Dict values are nodes of their own, checked as
+    such.)"""
+    shared = {
+        f.name: node[f.name]
+        for f in dataclasses.fields(base)
+        if f.name in node.keys() and not isinstance(node._get_node(f.name), DictConfig)
+    }
     try:
-        typed = OmegaConf.merge(OmegaConf.structured(base), shared)
+        typed = OmegaConf.merge(_empty(base), shared)
     except oc_errors.ValidationError as err:
         spec = {f.name: f for f in dataclasses.fields(base)}[str(err.key)]
         key = f"{path}.{err.key}" if path else str(err.key)
         raise SslLabError(f"{key}={show(shared[str(err.key)])}: {describe(spec)}") from None
     return {name: typed[name] for name in shared}
+
+
+@functools.cache
+def _empty(base: type) -> DictConfig:
+    return OmegaConf.structured(base)  # merge() leaves it as it is
 
 
 # Mistakes found while composing ------------------------------------------------------------------

@@ -39,6 +39,7 @@ def setting(
     lt: float | str | None = None,
     choices: tuple[Any, ...] | None = None,
     divides: str | None = None,
+    same_as: str | None = None,
     empty: bool = False,
     accepts: str | None = None,
     check: Callable[[Any], bool] | None = None,
@@ -47,13 +48,14 @@ def setting(
 
     ``ge``/``gt``/``le``/``lt`` bound numbers (a bound may name another key, ``le="data.size"``);
     on a list they bound each item. ``choices``: the values allowed. ``divides``: a key whose value
-    this one must divide (``backbone.heads`` divides ``backbone.width``). Strings and lists may
+    this one must divide (``backbone.heads`` divides ``backbone.width``); ``same_as``: a key it
+    must equal (``backbone.in_channels``, by default ``${data.channels}``). Strings and lists may
     not be empty unless ``empty``; numbers must be finite. A field of type ``Any`` describes
     itself with ``accepts`` and is checked by ``check``. The value itself comes from the YAML
     (``default`` only for a key that no YAML sets).
     """
     meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
-    meta.update(divides=divides, empty=empty, accepts=accepts, check=check)
+    meta.update(divides=divides, same_as=same_as, empty=empty, accepts=accepts, check=check)
     meta = {k: v for k, v in meta.items() if v is not None}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
@@ -186,10 +188,11 @@ def describe(spec: dataclasses.Field, cfg: DictConfig | None = None) -> str:
             )
         if limits:
             text += " " + " and ".join(limits)
-        if "divides" in meta:
-            current = _lookup(cfg, meta["divides"])
-            text += f" that divides {meta['divides']}"
-            text += f" ({show(current)})" if current is not None else ""
+        for name, words in (("divides", "that divides"), ("same_as", "equal to")):
+            if name in meta:
+                current = _lookup(cfg, meta[name])
+                text += f" {words} {meta[name]}"
+                text += f" ({show(current)})" if current is not None else ""
         if item is not None and not meta.get("empty"):
             text = "a non-empty " + text.removeprefix("a ")
     return text + (" or null" if optional else "")
@@ -233,7 +236,7 @@ def _scalar_ok(value: Any, meta: dict[str, Any], cfg: DictConfig) -> bool:
         whole = _bound(cfg, meta["divides"])
         if isinstance(whole, int) and (value <= 0 or whole % value):
             return False
-    return True
+    return "same_as" not in meta or value == _bound(cfg, meta["same_as"])
 
 
 def value_ok(spec: dataclasses.Field, value: Any, cfg: DictConfig) -> bool:

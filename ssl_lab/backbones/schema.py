@@ -28,7 +28,7 @@ class BackboneConfig:
 @schema("backbone/small_cnn")
 @dataclass
 class SmallCNNConfig(BackboneConfig):
-    in_channels: int = setting("input channels (data.channels)", ge=1)
+    in_channels: int = setting("input channels", same_as="data.channels")
     widths: list[int] = setting("channels of each stage; each stage halves the map", ge=1)
     convs_per_stage: int = setting("3x3 conv-BN-ReLU layers per stage", ge=1)
 
@@ -37,7 +37,7 @@ class SmallCNNConfig(BackboneConfig):
 @dataclass
 class ResNetConfig(BackboneConfig):
     depth: int = setting("torchvision's ResNet of this depth", choices=(18, 34, 50))
-    in_channels: int = setting("input channels (data.channels)", ge=1)
+    in_channels: int = setting("input channels", same_as="data.channels")
     small_input: bool = setting("3x3 stride-1 stem without max-pool, for 32 px images")
 
 
@@ -51,7 +51,9 @@ class TokenizerConfig:
     )
     min_frequency: int = setting("rarer characters or pieces become [UNK]", ge=1)
     lowercase: bool = setting("lowercase before tokenizing")
-    max_length: int = setting("tokens per text, [CLS] and [SEP] included", ge=3)
+    max_length: int = setting(
+        "tokens per text, [CLS] and [SEP] included", same_as="backbone.max_length"
+    )
     path: str | None = setting("load it from a backbone.safetensors or tokenizer.json instead")
 
 
@@ -59,7 +61,7 @@ class TokenizerConfig:
 @dataclass
 class TransformerConfig(BackboneConfig):
     tokenizer: TokenizerConfig = setting("the tokenizer, trained on the pretraining text")
-    vocab_size: int = setting("token embeddings (backbone.tokenizer.vocab_size)", gt=SPECIAL_TOKENS)
+    vocab_size: int = setting("token embeddings", same_as="backbone.tokenizer.vocab_size")
     max_length: int = setting("tokens per text; longer texts are cut", ge=3)
     width: int = setting("features per token", ge=1)
     depth: int = setting("Transformer layers", ge=1)

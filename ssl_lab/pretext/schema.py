@@ -113,7 +113,7 @@ class JigsawConfig(TaskConfig):
 @schema("pretext/task/inpainting")
 @dataclass
 class InpaintingConfig(TaskConfig):
-    channels: int = setting("image channels the decoder paints (data.channels)", ge=1)
+    channels: int = setting("image channels the decoder paints", same_as="data.channels")
     mask: str = setting("the hidden region", choices=MASK_TYPES)
     overlap: int = setting("ring of visible pixels around the hole that the loss weighs more", ge=0)
     overlap_weight: float = setting("the ring's loss weight", ge=0)
@@ -131,4 +131,4 @@ class MaskedLanguageModelConfig(TaskConfig):
 @schema("pretext/task/supervised")
 @dataclass
 class SupervisedConfig(TaskConfig):
-    num_classes: int = setting("classes of the labels (data.num_classes)", ge=2)
+    num_classes: int = setting("classes of the labels", same_as="data.num_classes")
