@@ -16,7 +16,7 @@ from conftest import SUMMARY, TINY, run_cli
 from hydra import compose, initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf
 
@@ -105,7 +105,9 @@ def never_valid(spec: dataclasses.Field, raw: str) -> bool:
         return True
 
 
-TRIED: dict[str, set] = {"in-process": set(), "refused": set(), "end to end": set()}
+TRIED: dict[str, set] = {
+    key: set() for key in ("in-process", "refused", "cli", "cli refused", "finished", "stopped")
+}
 
 
 @st.composite
@@ -124,14 +126,16 @@ def report_counts():
             f"fuzz: {len(TRIED['in-process'])} distinct bad command lines tried in-process, "
             f"{len(TRIED['refused'])} refused in one line, the rest in range"
         )
-    if TRIED["end to end"]:
+    if TRIED["cli"]:
         SUMMARY.append(
-            f"fuzz: {len(TRIED['end to end'])} distinct bad command lines through the CLI"
+            f"fuzz: {len(TRIED['cli'])} distinct bad command lines through the real CLI, "
+            f"{len(TRIED['cli refused'])} refused in one line, {len(TRIED['finished'])} "
+            f"finished, {len(TRIED['stopped'])} stopped at a non-finite loss"
         )
 
 
 def test_bad_values_are_refused_in_one_line_or_lie_in_their_range(crossings):
-    @settings(max_examples=400, deadline=None, derandomize=True, database=None)
+    @settings(max_examples=500, deadline=None, derandomize=True, database=None)
     @given(command_lines(crossings))
     def check(drawn):
         which, draws = drawn
@@ -172,13 +176,26 @@ def outputs_besides_hydra(outputs: Path) -> list[Path]:
     return [p for p in outputs.rglob("*") if p.is_file() and ".hydra" not in p.parts]
 
 
+# Edge values that are in range for some of these keys, so that some command lines run.
+E2E_VALUES = st.one_of(BAD_VALUES, st.sampled_from(["1", "1e-9", "0.5", "1e30", "1000000"]))
+
+
 @pytest.mark.slow
 def test_bad_values_through_the_cli_are_refused_in_one_line_or_the_run_finishes(tmp_path_factory):
     @settings(max_examples=6, deadline=None, derandomize=True, database=None)
-    @given(st.lists(st.sampled_from(E2E_KEYS), min_size=1, max_size=2, unique=True), st.data())
-    def check(keys, data):
-        overrides = [f"{key}={data.draw(BAD_VALUES)}" for key in keys]
-        TRIED["end to end"].add(tuple(overrides))
+    @given(
+        st.lists(
+            st.tuples(st.sampled_from(E2E_KEYS), E2E_VALUES),
+            min_size=1,
+            max_size=2,
+            unique_by=lambda pair: pair[0],
+        )
+    )
+    @example([("data.batch_size", "1000000")])  # accepted: one batch of everything
+    @example([("pretext.lr", "1e30")])  # accepted, and the loss turns NaN at once
+    def check(draws):
+        overrides = [f"{key}={value}" for key, value in draws]
+        TRIED["cli"].add(tuple(overrides))
         tmp = tmp_path_factory.mktemp("cli")
         try:
             result = run_cli(tmp, *E2E_TINY, *overrides, timeout=300)  # the bound on a tiny run
@@ -187,14 +204,17 @@ def test_bad_values_through_the_cli_are_refused_in_one_line_or_the_run_finishes(
         assert "Traceback" not in result.stdout + result.stderr, result.stderr[-3000:]
         if result.returncode == 0:
             assert list(tmp.rglob("metrics.json")), overrides
+            TRIED["finished"].add(tuple(overrides))
             return
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 2 and len(lines) == 1, (overrides, result.stderr[-3000:])
         assert lines[0].startswith("ssl-lab: error: "), lines
         if "non-finite" in lines[0]:  # it ran, and nonfinite=stop ended it at the first NaN
             assert not list(tmp.rglob("metrics.json"))
+            TRIED["stopped"].add(tuple(overrides))
             return
-        assert any(key in lines[0] for key in keys), (overrides, lines[0])
+        assert any(key in lines[0] for key, _ in draws), (overrides, lines[0])
         assert outputs_besides_hydra(tmp / "outputs") == [], overrides
+        TRIED["cli refused"].add(tuple(overrides))
 
     check()
