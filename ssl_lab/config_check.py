@@ -14,19 +14,21 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
 from ssl_lab.errors import SslLabError
-from ssl_lab.schema import CLASSES, describe, finite, schema_nodes, show, value_ok
+from ssl_lab.schema import CLASSES, declared, describe, finite, schema_nodes, show, value_ok
 
 
 def check_config(cfg: DictConfig) -> None:
     """Check every key that a schema declares against its range, before any work: the first bad
     one is raised as one line, ``<key>=<value>: <what it accepts>``."""
     try:
-        for path, node, kind, own in schema_nodes(cfg):
-            if not own:  # a choice without a schema of its own: its group's types its keys
-                _check_values(cfg, path, _typed(node, kind, path), kind)
+        for path, node, kinds, own in schema_nodes(cfg):
+            specs = declared(node, kinds)
+            if not own:  # a choice without a schema of its own: its group's bases type its keys
+                _check_values(cfg, path, _typed(node, specs, path), specs)
                 continue
+            (kind,) = kinds
             _check_declared(path, node, kind)
-            _check_values(cfg, path, node, kind)
+            _check_values(cfg, path, node, specs)
             problem = kind.check(node, cfg) if hasattr(kind, "check") else None
             if problem:
                 raise SslLabError(f"{path}.{problem}" if path else problem)
@@ -46,42 +48,44 @@ def _check_declared(path: str, node: DictConfig, kind: type) -> None:
             raise SslLabError(f"{full}={shown}: {path or 'the config'} has no key {key} ({hint})")
 
 
-def _check_values(cfg: DictConfig, path: str, values: Mapping[str, Any], kind: type) -> None:
-    for spec in dataclasses.fields(kind):
-        if spec.name not in values.keys():  # (``in`` says no for a mandatory ??? value)
+def _check_values(
+    cfg: DictConfig, path: str, values: Mapping[str, Any], specs: dict[str, dataclasses.Field]
+) -> None:
+    for name, spec in specs.items():
+        if name not in values.keys():  # a dict of a schema-less node: checked as a node
             continue
-        value = values[spec.name]
+        value = values[name]
         if not value_ok(spec, value, cfg):
-            key = f"{path}.{spec.name}" if path else spec.name
+            key = f"{path}.{name}" if path else name
             too_big = isinstance(value, float) and not finite(value)
             note = " (finite, within float32)" if too_big else ""
             given = show(value)
-            if isinstance(values, DictConfig) and values._get_node(spec.name)._is_interpolation():
-                given = f"{values._get_node(spec.name)._value()} (= {given})"  # names the source
+            if isinstance(values, DictConfig) and values._get_node(name)._is_interpolation():
+                given = f"{values._get_node(name)._value()} (= {given})"  # names the source
             raise SslLabError(f"{key}={given}: {describe(spec, cfg)}{note}")
 
 
-def _typed(node: DictConfig, base: type, path: str) -> dict[str, Any]:
-    """The keys of ``node`` that ``base`` declares, converted to its types: a choice without a
-    schema of its own still gets its group's. (Dict values are nodes of their own, checked as
-    such.)"""
-    shared = {
-        f.name: node[f.name]
-        for f in dataclasses.fields(base)
-        if f.name in node.keys() and not isinstance(node._get_node(f.name), DictConfig)
-    }
-    try:
-        typed = OmegaConf.merge(_empty(base), shared)
-    except oc_errors.ValidationError as err:
-        spec = {f.name: f for f in dataclasses.fields(base)}[str(err.key)]
-        key = f"{path}.{err.key}" if path else str(err.key)
-        raise SslLabError(f"{key}={show(shared[str(err.key)])}: {describe(spec)}") from None
-    return {name: typed[name] for name in shared}
+def _typed(node: DictConfig, specs: dict[str, dataclasses.Field], path: str) -> dict[str, Any]:
+    """The values of ``node`` that ``specs`` declare, converted to their types (OmegaConf's own
+    conversion, as composing does for a node with a schema). Dict values are nodes of their own,
+    checked as such."""
+    typed = {}
+    for name, spec in specs.items():
+        if isinstance(node._get_node(name), DictConfig):
+            continue
+        try:
+            typed[name] = OmegaConf.merge(_empty(spec), {"value": node[name]}).value
+        except oc_errors.ValidationError:
+            key = f"{path}.{name}" if path else name
+            raise SslLabError(f"{key}={show(node[name])}: {describe(spec)}") from None
+    return typed
 
 
 @functools.cache
-def _empty(base: type) -> DictConfig:
-    return OmegaConf.structured(base)  # merge() leaves it as it is
+def _empty(spec: dataclasses.Field) -> DictConfig:
+    """A one-key structured config typed as ``spec`` (merge() leaves it as it is)."""
+    holder = dataclasses.make_dataclass("Holder", [("value", spec.type, dataclasses.field())])
+    return OmegaConf.structured(holder)
 
 
 # Mistakes found while composing ------------------------------------------------------------------

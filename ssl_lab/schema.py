@@ -24,7 +24,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
 PREFIX = "schema"  # ConfigStore: schema/<group>/<name>, named by YAMLs as /schema/<group>/<name>
-BASES: dict[str, type] = {}  # config path ("" is the root) -> the schema its keys fall back to
+BASES: dict[str, list[type]] = {}  # config path ("" is the root) -> schemas its keys fall back to
 CLASSES: dict[str, type] = {}  # every schema (nested ones too) by class name
 _BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
@@ -81,8 +81,9 @@ def partial_setting(help: str, *, optional: bool = False) -> Any:
 
 def schema(name: str, *, base_for: str | None = None) -> Callable[[type], type]:
     """Register a dataclass in Hydra's ConfigStore as ``schema/<name>``, the schema a YAML names
-    in its defaults list. ``base_for``: the config path (``"pretext.task"``) whose keys fall back
-    to it when that node's YAML names no schema."""
+    in its defaults list. ``base_for``: the config path (``"pretext"``) whose keys it checks when
+    that node's YAML names no schema (a user's own choice): each key such a node sets is checked
+    by the first of the path's base schemas that declares it."""
 
     def register(cls: type) -> type:
         group, _, option = f"{PREFIX}/{name}".rpartition("/")
@@ -93,7 +94,7 @@ def schema(name: str, *, base_for: str | None = None) -> Callable[[type], type]:
         ConfigStore.instance().store(group=group, name=option, node=node)
         _remember(cls)
         if base_for is not None:
-            BASES[base_for] = cls
+            BASES.setdefault(base_for, []).append(cls)
         return cls
 
     return register
@@ -268,20 +269,29 @@ def _nodes(node: DictConfig, path: str = "") -> Iterator[tuple[str, DictConfig]]
             yield from _nodes(child, f"{path}.{key}" if path else str(key))
 
 
-def schema_nodes(cfg: DictConfig) -> Iterator[tuple[str, DictConfig, type, bool]]:
-    """Each node of ``cfg`` that a schema declares: its path, the node, the schema, and whether
-    it is the node's own (named in its YAML) or its group's base (the node names none)."""
+def schema_nodes(cfg: DictConfig) -> Iterator[tuple[str, DictConfig, list[type], bool]]:
+    """Each node of ``cfg`` that a schema declares: its path, the node, its schemas, and whether
+    the schema is the node's own (named in its YAML) or its group's bases (it names none)."""
     for path, node in _nodes(cfg):
         kind = OmegaConf.get_type(node)
         if dataclasses.is_dataclass(kind):
-            yield path, node, kind, True
+            yield path, node, [kind], True
         elif path in BASES:
             yield path, node, BASES[path], False
 
 
-def schema_fields(cfg: DictConfig) -> Iterator[tuple[str, dataclasses.Field]]:
-    """Each key of ``cfg`` that a schema declares, with its field: its type, range and doc."""
-    for path, node, kind, _ in schema_nodes(cfg):
+def declared(node: DictConfig, kinds: list[type]) -> dict[str, dataclasses.Field]:
+    """The keys of ``node`` that ``kinds`` declare, each with its first declaration."""
+    specs: dict[str, dataclasses.Field] = {}
+    for kind in kinds:
         for spec in dataclasses.fields(kind):
             if spec.name in node.keys():  # (``in`` says no for a mandatory ??? value)
-                yield (f"{path}.{spec.name}" if path else spec.name), spec
+                specs.setdefault(spec.name, spec)
+    return specs
+
+
+def schema_fields(cfg: DictConfig) -> Iterator[tuple[str, dataclasses.Field]]:
+    """Each key of ``cfg`` that a schema declares, with its field: its type, range and doc."""
+    for path, node, kinds, _ in schema_nodes(cfg):
+        for name, spec in declared(node, kinds).items():
+            yield (f"{path}.{name}" if path else name), spec

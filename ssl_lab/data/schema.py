@@ -72,7 +72,7 @@ class AugmentConfig:
     hflip: bool = setting("random horizontal flips")
 
 
-@schema("data/image")
+@schema("data/image", base_for="data")
 @dataclass
 class ImageDataConfig(DataConfig):
     channels: int = setting("1: grayscale, 3: RGB", choices=(1, 3))
@@ -111,7 +111,7 @@ class PromptConfig:
     verbalizers: list[str] | None = setting("one token per label, in label order")
 
 
-@schema("data/text")
+@schema("data/text", base_for="data")
 @dataclass
 class TextDataConfig(DataConfig):
     unlabelled_files: list[Any] = setting(

@@ -29,7 +29,7 @@ class DownstreamConfig:
     )
 
 
-@schema("downstream/trained")
+@schema("downstream/trained", base_for="downstream")
 @dataclass
 class TrainedDownstreamConfig(DownstreamConfig):
     """A transfer task that trains a head (and maybe the backbone) on the labelled subset."""
@@ -40,7 +40,7 @@ class TrainedDownstreamConfig(DownstreamConfig):
     scheduler: Any = partial_setting("a learning-rate scheduler stepped each epoch", optional=True)
 
 
-@schema("downstream/finetune")
+@schema("downstream/finetune", base_for="downstream")
 @dataclass
 class FineTuneConfig(TrainedDownstreamConfig):
     freeze: str = setting(

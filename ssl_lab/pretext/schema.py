@@ -37,7 +37,7 @@ class PretextConfig:
     )
 
 
-@schema("pretext/trained")
+@schema("pretext/trained", base_for="pretext")
 @dataclass
 class TrainedPretextConfig(PretextConfig):
     """A pretext that trains the backbone: ``PretextModule``'s arguments."""
@@ -50,7 +50,7 @@ class TrainedPretextConfig(PretextConfig):
     scheduler: Any = partial_setting("a learning-rate scheduler stepped each epoch", optional=True)
 
 
-@schema("pretext/language_model")
+@schema("pretext/language_model", base_for="pretext")
 @dataclass
 class LanguageModelPretextConfig(TrainedPretextConfig):
     """A pretext that trains the backbone's language-model head (downstream=prompt reads it)."""
@@ -58,7 +58,7 @@ class LanguageModelPretextConfig(TrainedPretextConfig):
     language_model: str = setting("the head it trains", choices=("masked", "causal"))
 
 
-@schema("pretext/causal_language_model")
+@schema("pretext/causal_language_model", base_for="pretext")
 @dataclass
 class CausalPretextConfig(LanguageModelPretextConfig):
     """A pretext that needs a causal backbone (backbone.causal follows ``causal``)."""
