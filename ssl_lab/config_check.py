@@ -164,7 +164,7 @@ def config_error(err: BaseException) -> SslLabError | None:
             return SslLabError(
                 f"{override or key}: {place or 'the config'} has no key {name} ({hint})"
             )
-        if isinstance(e, oc_errors.MissingMandatoryValue):
+        if isinstance(e, oc_errors.MissingMandatoryValue) and e.full_key:
             return SslLabError(f"{e.full_key}=???: mandatory: set it ({e.full_key}=...)")
         found = _from_message(str(e))
         if found is not None:
