@@ -4,7 +4,7 @@ work: nothing is written to the cache or outputs/ beyond the run directory's .hy
 from pathlib import Path
 
 import pytest
-from conftest import TINY, run_cli
+from conftest import TINY, read_metrics, run_cli
 
 TEXT = ["data=reviews_zh", "logger=none"]
 
@@ -24,7 +24,8 @@ def assert_refused(result, tmp_path: Path, cause: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("ssl-lab: error: "), result.stderr
     assert cause in lines[0]
     assert "Traceback" not in result.stdout + result.stderr
-    assert written(tmp_path / "outputs") == []  # no cache entry, no run_info.json, no log
+    # no cache entry, no run_info.json, no log (a sweep: Hydra's multirun.yaml, its .hydra)
+    assert [p for p in written(tmp_path / "outputs") if Path(p).name != "multirun.yaml"] == []
 
 
 # downstream.* keys differ between downstream tasks: these runs fail before training anyway
@@ -68,6 +69,7 @@ def test_bad_input_fails_with_one_clear_line(tmp_path, overrides, cause):
     assert_refused(result, tmp_path, cause)
 
 
+@pytest.mark.slow
 def test_a_tsv_line_without_a_tab_is_named_by_file_and_line(tmp_path):
     train = tmp_path / "train.tsv"
     train.write_text("0\tgood one\n1\tbad one\nno tab here\n", encoding="utf-8")
@@ -75,3 +77,19 @@ def test_a_tsv_line_without_a_tab_is_named_by_file_and_line(tmp_path):
         tmp_path, *TEXT, "data=tsv", f"data.train_file={train}", "data.num_classes=2", "pretext=mlm"
     )
     assert_refused(result, tmp_path, f"{train}, line 3: expected a label (column 0) and a text")
+
+
+def test_in_a_sweep_a_value_of_the_wrong_type_refuses_the_sweep_before_any_job(tmp_path):
+    """Hydra composes every job of a sweep before the first starts."""
+    result = run_cli(tmp_path, "-m", *IMAGE, "pretext.lr=1e-3,abc")
+    assert_refused(result, tmp_path, "pretext.lr=abc: a number > 0")
+
+
+@pytest.mark.slow
+def test_in_a_sweep_a_value_out_of_range_fails_its_job_in_one_line_and_the_others_run(tmp_path):
+    result = run_cli(tmp_path, "-m", *IMAGE, "pretext=none", "downstream=knn", "seed=-1,0")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    refusal = "ssl-lab: error: seed=-1: an integer >= 0 and <= 4294967295"
+    assert result.stderr.splitlines()[0] == refusal  # the job's own line, when it failed
+    (metrics,) = read_metrics(tmp_path / "outputs")
+    assert metrics["seed"] == 0
