@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
@@ -107,7 +108,8 @@ def _field_of(err: oc_errors.OmegaConfBaseException) -> dataclasses.Field | None
     return {f.name: f for f in dataclasses.fields(OmegaConf.get_type(node))}.get(str(key))
 
 
-def _given(err: BaseException) -> str:
+def _given(err: BaseException | str) -> str:
+    """The value a type error quotes."""
     match = re.search(r"Value '(.*)' of type", str(err))
     return match[1] if match else "?"
 
@@ -141,8 +143,6 @@ def config_error(err: BaseException) -> SslLabError | None:
     """A config mistake that Hydra or OmegaConf found (a value of the wrong type, an unknown key,
     a mandatory value left unset, an override that does not parse) as one line naming the key;
     None for anything else (a bug keeps its traceback)."""
-    from hydra.errors import HydraException
-
     chain = list(_chain(err))
     if not any(isinstance(e, (oc_errors.OmegaConfBaseException, HydraException)) for e in chain):
         return None
@@ -169,14 +169,14 @@ def config_error(err: BaseException) -> SslLabError | None:
         found = _from_message(str(e))
         if found is not None:
             return found
-    known = next(
+    first = next(
         e for e in chain if isinstance(e, (oc_errors.OmegaConfBaseException, HydraException))
     )
-    key = getattr(known, "full_key", None)
-    if key and (raw := _raw(known)) is not None:
+    key = getattr(first, "full_key", None)
+    if key and (raw := _raw(first)) is not None:
         key = f"{key}={raw}"
-    key = key or getattr(known, "override", None)
-    return SslLabError((f"{key}: " if key else "") + _first_line(known))
+    key = key or getattr(first, "override", None)
+    return SslLabError((f"{key}: " if key else "") + _first_line(first))
 
 
 def _raw(err: oc_errors.OmegaConfBaseException) -> str | None:

@@ -5,8 +5,8 @@ Each config group's YAML names its schema, a dataclass, first in its defaults li
 (``pretext.lr=abc``) fails while the config is composed. A field's range and its one-line
 documentation sit in the field itself (``setting("...", gt=0, lt=1)``);
 ``config_check.check_config`` checks every range before any data is read or any model built. A
-choice whose YAML names no schema (a user's own config) is still checked against its group's base
-schema, for the keys every choice of the group shares.
+choice whose YAML names no schema (a user's own config) is still checked: each key it sets that its
+group's base schemas declare.
 
 The schema modules import neither torch nor Lightning: composing a config (``--cfg job``,
 ``--help``, a refused command line) stays fast.
@@ -123,8 +123,8 @@ _NOUNS = {
     int: ("an integer", "integers"),
     float: ("a number", "numbers"),
     str: ("a string", "strings"),
+    bool: ("true or false", "true/false values"),
 }
-_NOUNS[bool] = ("true or false", "true/false values")
 
 
 def _unwrap(kind: Any) -> tuple[Any, bool]:
@@ -144,6 +144,7 @@ def _item_type(kind: Any) -> Any | None:
 
 
 def show(value: Any) -> str:
+    """A value as it is written on the command line."""
     if isinstance(value, bool):
         return str(value).lower()
     if value is None:
@@ -156,6 +157,7 @@ def show(value: Any) -> str:
 
 
 def _lookup(cfg: DictConfig | None, key: str) -> Any:
+    """The value of another key, for a message (None where it cannot be had)."""
     if cfg is None:
         return None
     try:
@@ -199,7 +201,7 @@ def describe(spec: dataclasses.Field, cfg: DictConfig | None = None) -> str:
     return text + (" or null" if optional else "")
 
 
-# The check -------------------------------------------------------------------------------------
+# Whether a value lies in its range --------------------------------------------------------------
 
 
 def _bound(cfg: DictConfig, bound: float | str) -> Any:
