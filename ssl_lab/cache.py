@@ -48,6 +48,9 @@ def pretrain_spec(cfg: DictConfig) -> dict[str, Any]:
         "trainer": plain(cfg.trainer, _TRAINER_KEYS_IGNORED),
         "seed": cfg.seed,
     }
+    if spec["pretext"].get("snapshot_epochs", 0) is None:
+        # the schema's default: left out, so every entry made before the schema keeps its key
+        del spec["pretext"]["snapshot_epochs"]
     # nonfinite=skip can change the weights; a run that stops at a NaN makes no entry at all, so
     # the default leaves the key (and every existing entry) as it was
     if cfg.nonfinite != "stop":

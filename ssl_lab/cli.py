@@ -17,8 +17,10 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ssl_lab.choices import CONF_DIR, choices_text, config_dirs, group_choices
+from ssl_lab.config_check import check_config, config_error
 from ssl_lab.errors import SslLabError, user_error
 from ssl_lab.report import SINGLE_RUNS_GROUP
+from ssl_lab.schema import register_schemas
 
 
 def _sweep_group() -> str:
@@ -54,6 +56,7 @@ def _package_file(package: str, path: str) -> str:
     return str(Path(spec.submodule_search_locations[0]) / path)
 
 
+register_schemas()  # the configs name them in their defaults lists
 OmegaConf.register_new_resolver("sweep_group", _sweep_group, replace=True)
 OmegaConf.register_new_resolver("job_id", _job_id, replace=True)
 OmegaConf.register_new_resolver("package_file", _package_file, replace=True)
@@ -102,8 +105,17 @@ def _quiet_libraries() -> None:
 
 
 def _fail(err: SslLabError) -> None:
-    print(f"ssl-lab: error: {err}", file=sys.stderr)
+    print(f"ssl-lab: error: {' '.join(str(err).split())}", file=sys.stderr)  # one line, always
     sys.exit(2)
+
+
+def _refuse(err: SslLabError) -> None:
+    """A single run stops in one line; a sweep's job fails in one line, and Hydra runs the other
+    jobs and fails at the end of the sweep."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        print(f"ssl-lab: error: {' '.join(str(err).split())}", file=sys.stderr)
+        raise err
+    _fail(err)
 
 
 def _children_run_this_job_only() -> None:
@@ -117,6 +129,10 @@ def _children_run_this_job_only() -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _run_job(cfg: DictConfig) -> float:
+    try:
+        check_config(cfg)  # every key in its range, before torch is even imported
+    except SslLabError as err:
+        _refuse(err)
     _quiet_libraries()
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         _children_run_this_job_only()
@@ -130,11 +146,7 @@ def _run_job(cfg: DictConfig) -> float:
         cause = user_error(err)
         if cause is None:
             raise
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            # Hydra records the failed job, runs the others, and fails at the end of the sweep
-            print(f"ssl-lab: error: {cause}", file=sys.stderr)
-            raise
-        _fail(cause)
+        _refuse(cause)
     finally:
         forget_processes()
     if is_global_zero():
@@ -148,7 +160,16 @@ def main() -> None:
         check_choices(sys.argv[1:])
     except SslLabError as err:
         _fail(err)
-    _run_job()
+    # Hydra prints a config it cannot compose (a value of the wrong type, an unknown key) on
+    # several lines and exits; this makes it raise, so the mistake is reported here, in one line.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        _run_job()
+    except Exception as err:
+        cause = user_error(err) or config_error(err)
+        if cause is None:
+            raise
+        _fail(cause)
 
 
 def report() -> None:

@@ -33,6 +33,7 @@ from ssl_lab.backbones.checkpoint import (
 )
 from ssl_lab.build import build, object_config
 from ssl_lab.cache import pretrain_key, pretrain_spec
+from ssl_lab.config_check import check_config
 from ssl_lab.data.labels import subset_digest
 from ssl_lab.data.texts import as_text
 from ssl_lab.data.tokenizer import METADATA_KEY as TOKENIZER_KEY
@@ -393,11 +394,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one pretrain -> transfer job; write its metrics (``metrics.json``, the same for the
     same config and seed) and the facts of this execution (``run_info.json``: command, versions,
     timings, where the weights are); return both together."""
+    check_config(cfg)  # every key of the right type and in its range
     check_compatible(cfg)
     run_dir = Path(cfg.paths.run_dir)
-    info = run_info()
-    if is_global_zero():
-        write_json(run_dir / "run_info.json", info)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = build(cfg, "backbone")  # first: one that cannot be built fails at once
     data = build(cfg, "data", batch_size=per_device_batch_size(cfg))
@@ -408,6 +407,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"downstream={cfg.downstream.name}: {cfg.downstream._target_} has no "
             "evaluate(backbone, data, make_trainer) (ssl_lab/downstream/task.py)"
         )
+    info = run_info()  # written once nothing in the config or the data has refused the run
+    if is_global_zero():
+        write_json(run_dir / "run_info.json", info)
     if cfg.compile:
         backbone.compile()  # in place: the state_dict keeps its keys for the hand-off
     loggers = list(instantiate(cfg.logger).values()) if cfg.logger else []

@@ -11,6 +11,15 @@ from hydra import compose, initialize_config_dir
 
 from ssl_lab.cli import CONF_DIR
 
+# Lines a test adds to the end of the session's report (pytest prints them without -s too).
+SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for line in SUMMARY:
+        terminalreporter.write_line(line)
+
+
 # Tiny settings: every end-to-end run finishes in seconds on a laptop CPU.
 TINY = [
     "logger=none",

@@ -1,6 +1,8 @@
 """The experiment presets in conf/experiment: each composes and builds its objects; the paper-scale
 ones hold their papers' recipes; the CPU-scale ones run end to end where ../shared/data exists."""
 
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from hydra.utils import instantiate
 from ssl_lab.build import build
 from ssl_lab.cache import pretrain_key
 from ssl_lab.cli import CONF_DIR
+from ssl_lab.config_check import check_config
 from ssl_lab.data.tokenizer import Vocabulary
 from ssl_lab.optim import configure_optimizers
 
@@ -39,6 +42,35 @@ def recipe(cfg, group: str) -> tuple[torch.optim.Optimizer, object]:
         instantiate(node.scheduler),
     )
     return built["optimizer"], built.get("lr_scheduler", {}).get("scheduler")
+
+
+def header_commands(name: str) -> list[list[str]]:
+    """The ssl-lab command lines in a preset's header, each swept choice one at a time (a swept
+    value: its first)."""
+    text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text().split("\ndefaults:")[0]
+    text = re.sub(r"\\\n#\s*", " ", text)  # a command continued on the next line
+    commands = []
+    for line in re.findall(r"^#\s+ssl-lab (.*)$", text, re.M):
+        args = [a for a in shlex.split(line.split(" #")[0]) if a != "-m"]
+        args = [a for a in args if not a.startswith("hydra.")]
+        swept = [i for i, a in enumerate(args) if "," in a and not a.startswith("'")]
+        choices = [i for i in swept if "." not in args[i].split("=")[0]]
+        first = [a.split(",")[0] if i in swept else a for i, a in enumerate(args)]
+        commands += [first] if first not in commands else []
+        for i in choices:
+            key, values = args[i].split("=", 1)
+            commands += [[*first[:i], f"{key}={v}", *first[i + 1 :]] for v in values.split(",")[1:]]
+    return commands
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_command_in_a_preset_header_passes_the_config_schema(name):
+    commands = header_commands(name)
+    assert commands, name
+    for args in commands:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[*args, "paths.run_dir=/tmp/run"])
+        check_config(cfg)
 
 
 def test_every_preset_has_a_header_saying_what_how_and_where():

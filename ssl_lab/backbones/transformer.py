@@ -9,9 +9,8 @@ the encoder. Its output weights are tied to the token embeddings, as in BERT and
 import torch
 from torch import nn
 
+from ssl_lab.backbones.schema import POOLINGS
 from ssl_lab.errors import SslLabError
-
-POOLINGS = ("mean", "cls", "last")
 
 
 def pool_tokens(

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 
 from ssl_lab.atomic import atomic_path, build_once
 from ssl_lab.data.images import InMemoryImageDataModule
+from ssl_lab.data.schema import ON_CORRUPT
 from ssl_lab.errors import SslLabError
 
 log = logging.getLogger("ssl_lab")
@@ -87,7 +88,7 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         self, root: str, cache_dir: str, on_corrupt: str = "skip", threads: int = 4, **kwargs
     ) -> None:
         super().__init__(**kwargs)
-        if on_corrupt not in ("skip", "stop"):
+        if on_corrupt not in ON_CORRUPT:
             raise SslLabError(f"data.on_corrupt={on_corrupt}: choose skip or stop")
         self.root, self.cache_dir = Path(root).expanduser(), Path(cache_dir).expanduser()
         self.on_corrupt, self.threads = on_corrupt, threads

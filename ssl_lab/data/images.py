@@ -119,6 +119,12 @@ class InMemoryImageDataModule(InMemoryDataModule):
                     torch.as_tensor(arrays[f"y_{split}"]).long(),
                 )
         train_idx = indices["train"]
+        classes = torch.unique(y[train_idx]).tolist()
+        if classes != list(range(self.num_classes)):  # a head of the wrong size fails far later
+            raise SslLabError(
+                f"data.num_classes={self.num_classes}: the training labels of data={self.name} "
+                f"are {len(classes)} classes, {classes[0]}..{classes[-1]}"
+            )
         x_train = x[train_idx]
         dims = (0, 2, 3)
         self.mean, self.std = x_train.mean(dims), x_train.std(dims).clamp_min(1e-6)

@@ -46,8 +46,15 @@ def carve_splits(n: int, fractions: dict[str, float], split_seed: int) -> dict[s
     indices, start = {}, 0
     for split, fraction in fractions.items():
         indices[split] = order[start : start + int(round(fraction * n))]
+        if len(indices[split]) == 0:  # a split of nothing fails later, far from its cause
+            raise SslLabError(
+                f"data.{split}_fraction={fraction}: holds none of the {n} examples "
+                f"(at least {1 / n:.2g})"
+            )
         start += len(indices[split])
     indices["train"] = order[start:]
+    if len(indices["train"]) == 0:
+        raise SslLabError(f"data.val_fraction and data.test_fraction leave none of {n} to train")
     return indices
 
 

@@ -26,10 +26,10 @@ from tokenizers import (
     trainers,
 )
 
+from ssl_lab.backbones.schema import TOKENIZER_KINDS as KINDS
 from ssl_lab.errors import SslLabError
 
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
-KINDS = ("char", "wordpiece", "bpe")
 METADATA_KEY = "ssl_lab.tokenizer"  # where a backbone file carries its tokenizer
 
 

@@ -11,11 +11,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 
+from ssl_lab.downstream.schema import FREEZE_CHOICES
 from ssl_lab.errors import SslLabError
 from ssl_lab.optim import configure_optimizers
 from ssl_lab.ranks import unrepeated
-
-FREEZE_CHOICES = ("full", "frozen", "last_k")
 
 
 def block_lr_scales(

@@ -25,12 +25,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from ssl_lab.backbones.decoder import upsampling_decoder
+from ssl_lab.downstream.schema import STYLES
 from ssl_lab.downstream.task import DownstreamTask
 from ssl_lab.errors import SslLabError
 from ssl_lab.optim import configure_optimizers
 from ssl_lab.ranks import unrepeated
-
-STYLES = "class:<k>, inverted or edges"
 
 
 def center_mask(batch: int, height: int, width: int, device: torch.device) -> torch.Tensor:

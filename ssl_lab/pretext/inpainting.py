@@ -15,9 +15,8 @@ from torch import nn
 
 from ssl_lab.backbones.decoder import upsampling_decoder
 from ssl_lab.errors import SslLabError
+from ssl_lab.pretext.schema import MASK_TYPES
 from ssl_lab.pretext.task import PretextTask
-
-MASK_TYPES = ("center", "random_blocks", "irregular")
 
 
 def brush_mask(points: torch.Tensor, radius: float, height: int, width: int) -> torch.Tensor:

@@ -1,0 +1,136 @@
+"""The schema of ``data``: what every dataset declares (the splits, the labelled subset, the
+batches), then images and text, then each data module's own arguments. A YAML names its schema in
+its defaults list (``data/_common.yaml``: ``- /schema/data/image@_here_``)."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ssl_lab.schema import partial_setting, schema, setting
+
+ON_CORRUPT = ("skip", "stop")  # data=image_folder: what an unreadable image does
+
+
+def _epoch_length(value: Any) -> bool:
+    return isinstance(value, bool) or (isinstance(value, int) and value >= 1)
+
+
+@schema("data/base", base_for="data")
+@dataclass
+class DataConfig:
+    """What every dataset declares."""
+
+    _target_: str = setting("the LightningDataModule")
+    name: str = setting("the choice's name: metrics.json, the report and the cache use it")
+    modality: str = setting(
+        "image or text: pretext, backbone and downstream must match", choices=("image", "text")
+    )
+    num_classes: int = setting("classes of the labels", ge=2)
+    batch_size: int = setting("examples per batch (under DDP: over all processes)", ge=1)
+    labels_per_class: int | None = setting(
+        "transfer trains on this many labelled examples per class", ge=1
+    )
+    label_fraction: float | None = setting(
+        "... or on this fraction of each class (null, null: all)", gt=0, le=1
+    )
+    fixed_epoch_length: Any = setting(
+        "true: a transfer epoch draws as many examples as the train split, however few labels; "
+        "a number: that many; false: one pass over the labelled subset",
+        accepts="true, false or an integer >= 1",
+        check=_epoch_length,
+    )
+    val_fraction: float = setting("share of train carved out for validation", gt=0, lt=1)
+    test_fraction: float = setting(
+        "share carved out for test, if the dataset has no test split", gt=0, lt=1
+    )
+    split_seed: int = setting("fixes train/val/test", ge=0)
+    seed: int = setting("picks the labelled subset (the run's seed)", ge=0)
+    num_workers: int = setting("DataLoader worker processes", ge=0)
+    augment: Any = setting("transfer-time augmentation (images), or null")
+
+    @staticmethod
+    def check(node: DictConfig, cfg: DictConfig) -> str | None:
+        """One label budget at a time, and splits that leave something to train on."""
+        if node.labels_per_class is not None and node.label_fraction is not None:
+            return (
+                f"label_fraction={node.label_fraction}: null when data.labels_per_class is set "
+                f"({node.labels_per_class}): one of the two"
+            )
+        if node.val_fraction + node.test_fraction >= 1:
+            return (
+                f"val_fraction={node.val_fraction}: below 1 - data.test_fraction "
+                f"({node.test_fraction}), or nothing is left to train on"
+            )
+        return None
+
+
+@dataclass
+class AugmentConfig:
+    _target_: str = setting("the batched augmentation module")
+    crop_padding: int = setting("random shifts of up to this many pixels (0: none)", ge=0)
+    hflip: bool = setting("random horizontal flips")
+
+
+@schema("data/image", base_for="data")
+@dataclass
+class ImageDataConfig(DataConfig):
+    channels: int = setting("1: grayscale, 3: RGB", choices=(1, 3))
+    size: int = setting("images are resized to size x size pixels", ge=1)
+    batch_fetch: bool = setting("fetch each batch by one indexing (false: per example, then stack)")
+    augment: AugmentConfig | None = setting("transfer-time augmentation (finetune), or null")
+
+
+@schema("data/torchvision")
+@dataclass
+class TorchvisionDataConfig(ImageDataConfig):
+    dataset: Any = partial_setting("the torchvision dataset class")
+    root: str = setting("where the dataset is (or is downloaded to)")
+    download: bool = setting("fetch it into root once; runs never download by surprise")
+    split_args: Any = setting("the dataset's arguments for each split")
+
+
+@schema("data/image_folder")
+@dataclass
+class ImageFolderDataConfig(ImageDataConfig):
+    root: str = setting("a class-per-folder tree, or a .tar/.tar.gz of one")
+    cache_dir: str = setting("decoded arrays, keyed by the files, size and channels")
+    on_corrupt: str = setting("an unreadable image: skip (counted) or stop", choices=ON_CORRUPT)
+    threads: int = setting("decoding threads (first run only)", ge=1)
+
+
+@schema("data/npz")
+@dataclass
+class NpzDataConfig(ImageDataConfig):
+    path: str = setting("a .npz with x_train, y_train and optionally x_test, y_test")
+
+
+@dataclass
+class PromptConfig:
+    patterns: list[str] | None = setting("cloze patterns, each with {text} and [MASK] once")
+    verbalizers: list[str] | None = setting("one token per label, in label order")
+
+
+@schema("data/text", base_for="data")
+@dataclass
+class TextDataConfig(DataConfig):
+    unlabelled_files: list[Any] = setting(
+        "more text for pretraining only: files, or {path: FILE, format: lines | last_column | "
+        "tagged}",
+        empty=True,
+    )
+    drop_test_overlap: bool = setting("drop pretraining texts that also occur in the test split")
+    class_names: list[str] | None = setting("the labels' names, in label order")
+    tokenizer: Any = setting("the backbone's tokenizer settings (backbone.tokenizer)")
+    prompt: PromptConfig = setting("patterns and verbalizers for downstream=prompt")
+
+
+@schema("data/text_files")
+@dataclass
+class TextFileDataConfig(TextDataConfig):
+    train_file: str = setting("the labelled TSV (or .csv) to train on")
+    val_file: str | None = setting("its own validation file (null: carved from train)")
+    test_file: str | None = setting("its own test file (null: carved from train)")
+    label_column: int = setting("the label's column (negative: from the end)")
+    text_column: int = setting("the text's column (negative: from the end)")
+    header: bool = setting("the first row names the columns")
