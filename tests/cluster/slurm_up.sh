@@ -63,7 +63,6 @@ SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid
 SlurmdPidFile=$DIR/slurmd.pid
 SlurmctldLogFile=$DIR/slurmctld.log
-SlurmctldDebug=debug
 SlurmdLogFile=$DIR/slurmd.log
 # no cgroups (containers often lack them) and no accounting (no slurmdbd)
 ProctrackType=proctrack/linuxproc
