@@ -43,7 +43,7 @@ fi
 "$(dirname "$0")/slurm_down.sh" 2>/dev/null || true  # a half-started cluster: stop what is left
 mkdir -p "$DIR/munge" "$DIR/ctld" "$DIR/spool"
 chmod 755 "$DIR/munge"  # its socket: any user may submit jobs (they run as that user)
-[[ -s $DIR/munge/munge.key ]] || { head -c 1024 /dev/urandom >"$DIR/munge/munge.key"; }
+[[ -s $DIR/munge/munge.key ]] || head -c 1024 /dev/urandom >"$DIR/munge/munge.key"
 chmod 400 "$DIR/munge/munge.key"
 
 MEMORY=$(awk '/^MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
@@ -75,9 +75,11 @@ MailProg=/bin/true
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/builtin
-# the scheduler looks at pending jobs every second (default 60 s): a requeued job starts at once
+# the scheduler looks at pending jobs every second (default 60 s): a requeued job starts as soon
+# as its wait (cred_expire) is over
 SchedulerParameters=sched_interval=1
 ReturnToService=2
+# a job that is ended (scancel, requeue) gets SIGTERM, then this long to save before SIGKILL
 KillWait=30
 NodeName=$HOST CPUs=$CPUS RealMemory=$MEMORY State=UNKNOWN
 PartitionName=cpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
