@@ -56,17 +56,25 @@ def _package_file(package: str, path: str) -> str:
     return str(Path(spec.submodule_search_locations[0]) / path)
 
 
+def _gpus_per_node(accelerator: str, devices: int) -> int:
+    """``hydra/launcher=slurm``: a GPU per trainer device, none for a CPU trainer."""
+    return 0 if accelerator == "cpu" else devices
+
+
 register_schemas()  # the configs name them in their defaults lists
 OmegaConf.register_new_resolver("sweep_group", _sweep_group, replace=True)
 OmegaConf.register_new_resolver("job_id", _job_id, replace=True)
 OmegaConf.register_new_resolver("package_file", _package_file, replace=True)
+OmegaConf.register_new_resolver("gpus_per_node", _gpus_per_node, replace=True)
 # ``ssl-lab --help``: the real choices of each group, the user's own config folders included
 OmegaConf.register_new_resolver("ssl_lab_choices", lambda: choices_text(sys.argv[1:]), replace=True)
 
-# Lightning advice that does not apply to small in-memory datasets, and a torch 2.14 deprecation
-# inside Lightning that users cannot act on.
+# Lightning advice that does not apply to small in-memory datasets, a torch 2.14 deprecation
+# inside Lightning that users cannot act on, and its hint to prepend `srun` on a machine that has
+# it (a login node runs ssl-lab itself; hydra/launcher=slurm submits the jobs).
 _QUIET = [
     r".*does not have many workers.*",
+    r".*The `srun` command is available on your system but is not used.*",
     r".*LeafSpec.*",
     r".*smaller than the logging interval.*",
     r".*`isinstance\(treespec, LeafSpec\)`.*",

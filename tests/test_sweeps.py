@@ -31,3 +31,14 @@ def test_optuna_preset_maximises_the_score_with_sqlite_storage(tmp_path):
     best = float(summary.read_text().split("best_value:")[1].split()[0])
     assert best == pytest.approx(max(m["score"] for m in runs))
     assert (tmp_path / "study.db").stat().st_size > 0
+
+
+def test_slurm_launcher_refuses_a_sweep_over_the_trainer_before_submitting(tmp_path):
+    # one job array has one shape (tasks, GPUs): refused in one line, before sbatch is needed
+    result = run_cli(tmp_path, "-m", "hydra/launcher=slurm", "trainer=cpu,ddp_cpu", *TINY)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "ssl-lab: error: hydra/launcher=slurm gives every job of a sweep the same tasks and GPUs "
+        "(from trainer.devices), but trainer varies: sweep it in separate commands"
+    )
+    assert not list(tmp_path.rglob(".submitit"))  # nothing was submitted
