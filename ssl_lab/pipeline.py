@@ -33,6 +33,7 @@ from ssl_lab.backbones.checkpoint import (
 from ssl_lab.build import build, object_config
 from ssl_lab.cache import pretrain_key, pretrain_spec
 from ssl_lab.data.labels import subset_digest
+from ssl_lab.data.placement import PlaceData
 from ssl_lab.data.tokenizer import METADATA_KEY as TOKENIZER_KEY
 from ssl_lab.data.tokenizer import load_tokenizer
 from ssl_lab.errors import SslLabError
@@ -234,7 +235,9 @@ def pretrain(
         cfg.pretext.epochs,
         [*callbacks, guard],
         module,
-        data.unlabelled_dataloader(),
+        data.labelled_pretraining_dataloader()
+        if task.uses_labels
+        else data.unlabelled_dataloader(),
         data.val_dataloader(),
         resume_dir(cfg),
     )
@@ -256,8 +259,10 @@ def pretrain(
     if out_dir is None:
         return {**stats, **resumed}
     module.eval()
+    device = next(backbone.parameters()).device  # the host: Lightning moves the model back
     with torch.no_grad():
-        rows = task.picture(backbone, next(iter(data.val_dataloader())))
+        batch = [t.to(device) for t in next(iter(data.val_dataloader()))]  # data.on_device
+        rows = task.picture(backbone, batch)
     if rows:
         save_picture(
             rows,
@@ -352,11 +357,18 @@ def run_info() -> dict[str, Any]:
         if shutil.which("git")
         else None
     )
+
+    def version(name: str) -> str | None:  # None: run from a source tree (PYTHONPATH) instead
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return None
+
     return {
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "cwd": os.getcwd(),
         "python": sys.version.split()[0],
-        "packages": {name: md.version(name) for name in packages},
+        "packages": {name: version(name) for name in packages},
         "git_commit": git.stdout.strip() if git is not None and git.returncode == 0 else None,
     }
 
@@ -371,10 +383,11 @@ EXECUTION_KEYS = (
 )
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig, callbacks: tuple[pl.Callback, ...] = ()) -> dict[str, Any]:
     """Run one pretrain -> transfer job; write its metrics (``metrics.json``, the same for the
     same config and seed) and the facts of this execution (``run_info.json``: command, versions,
-    timings, where the weights are); return both together."""
+    timings, where the weights are); return both together. ``callbacks`` join every trainer of
+    the job (the clocks of ``benchmarks/gpu_check.py``)."""
     check_compatible(cfg)
     run_dir = Path(cfg.paths.run_dir)
     info = run_info()
@@ -384,15 +397,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     backbone = build(cfg, "backbone")  # first: one that cannot be built fails at once
     data = build(cfg, "data", batch_size=per_device_batch_size(cfg))
     data.setup()  # reads the data and picks the labelled subset: bad label counts fail here
-    if cfg.compile:
-        backbone.compile()  # in place: the state_dict keeps its keys for the hand-off
+    if cfg.compile:  # in place: the state_dict keeps its keys for the hand-off and the cache
+        backbone.compile(**({} if cfg.compile is True else {"backend": cfg.compile}))
     loggers = list(instantiate(cfg.logger).values()) if cfg.logger else []
     tracking.log_config(loggers, cfg)
     try:
         with stopped_by_signal(
             "during transfer, before any score was written: run the same command again"
         ):  # pretraining says when it stopped itself
-            results = _pretrain_and_transfer(cfg, data, backbone, loggers, run_dir)
+            results = _pretrain_and_transfer(cfg, data, backbone, loggers, run_dir, callbacks)
     except BaseException:
         tracking.finish(loggers, None)
         raise
@@ -409,9 +422,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _pretrain_and_transfer(
-    cfg: DictConfig, data: pl.LightningDataModule, backbone: nn.Module, loggers: list, run_dir: Path
+    cfg: DictConfig,
+    data: pl.LightningDataModule,
+    backbone: nn.Module,
+    loggers: list,
+    run_dir: Path,
+    callbacks: tuple[pl.Callback, ...],
 ) -> dict[str, Any]:
-    make_trainer = trainer_factory(cfg, loggers, run_dir / "lightning")
+    # data.on_device: the data moves when the first trainer knows its device
+    callbacks = (PlaceData(data), *callbacks)
+    make_trainer = trainer_factory(cfg, loggers, run_dir / "lightning", callbacks)
     started = time.perf_counter()
     metrics: dict[str, Any] = {
         **tracking.choices(cfg),
@@ -458,7 +478,9 @@ def _pretrain_and_transfer(
     guard = NonFiniteGuard(cfg.nonfinite, "transfer")
     metrics.update(
         downstream.evaluate(
-            backbone, data, trainer_factory(cfg, loggers, run_dir / "lightning", (guard,))
+            backbone,
+            data,
+            trainer_factory(cfg, loggers, run_dir / "lightning", (guard, *callbacks)),
         )
     )
     if cfg.nonfinite == "skip":
