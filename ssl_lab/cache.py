@@ -21,6 +21,7 @@ _DATA_KEYS_IGNORED = {
     "label_fraction",
     "fixed_epoch_length",
     "num_workers",
+    "on_device",
     "seed",
     "augment",
     "prompt",

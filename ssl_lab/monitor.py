@@ -9,19 +9,25 @@ from collections.abc import Callable, Sequence
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from ssl_lab.data.batch_fetch import fetch
 from ssl_lab.downstream.knn import knn_predict
 
 
 def _features(
     backbone: nn.Module, dataset: Dataset, batch_size: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    # A private generator: iterating a DataLoader otherwise draws its seed from the global RNG,
-    # and the monitor would change the pretraining it watches.
-    loader = DataLoader(dataset, batch_size=batch_size, generator=torch.Generator())
-    features, labels = zip(*[(backbone(x.to(device)).float(), y.to(device)) for x, y in loader])
+    # Whole batches by index (``batch_fetch``), from wherever the data lives (``data.on_device``);
+    # no DataLoader, which would draw its seed from the global RNG and so change the pretraining
+    # the monitor watches.
+    features, labels = [], []
+    for start in range(0, len(dataset), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(dataset)))
+        x, y = fetch(dataset, index)[:2]
+        features.append(backbone(x.to(device)).float())
+        labels.append(y.to(device))
     return torch.cat(features), torch.cat(labels)
 
 

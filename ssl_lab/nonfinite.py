@@ -1,6 +1,12 @@
 """What training does with a NaN or infinite loss: stop, naming the step (``nonfinite: stop``), or
 skip the batch and count it (``nonfinite: skip``). One callback on every trainer of a run, so
-each module's own loop stays as it is."""
+each module's own loop stays as it is.
+
+``stop`` keeps its watch on the device: the first bad step is recorded there and read every
+``CHECK_EVERY`` steps and at each epoch end, so no training step waits for the GPU (a run that
+goes bad stops a few steps later, still naming the first bad step, and the weights it leaves are
+never used). ``skip`` must decide before each optimiser step, on the host: one sync per step is
+the price of that choice."""
 
 import pytorch_lightning as pl
 import torch
@@ -8,6 +14,7 @@ import torch
 from ssl_lab.errors import SslLabError
 
 CHOICES = ("stop", "skip")
+CHECK_EVERY = 50  # training steps between two reads of the device-side record (nonfinite=stop)
 
 
 class NonFiniteGuard(pl.Callback):
@@ -26,6 +33,7 @@ class NonFiniteGuard(pl.Callback):
         self._bad = False
         self._batches = self._skipped_before = 0
         self._buffers: list[torch.Tensor] = []
+        self._first_bad: tuple[torch.Tensor, ...] = ()  # stop: step, epoch, loss of the first bad
 
     def state_dict(self) -> dict[str, int]:
         return {"skipped": self.skipped}  # kept in a resume point, so the count survives a kill
@@ -35,8 +43,32 @@ class NonFiniteGuard(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._batches, self._skipped_before = 0, self.skipped
+        none = torch.tensor(-1, device=pl_module.device)
+        self._first_bad = (none, none, none.double())
+
+    def _stop_if_bad(self) -> None:
+        """Read the device-side record (a sync, once in ``CHECK_EVERY`` steps) and stop."""
+        if not self._first_bad:
+            return
+        step, epoch, loss = torch.stack([t.double() for t in self._first_bad]).tolist()
+        if step >= 0:
+            raise SslLabError(
+                f"non-finite {self.phase} loss ({loss}) at step {int(step)} (epoch "
+                f"{int(epoch)}): lower the learning rate or check the data; nonfinite=skip "
+                f"skips such batches"
+            )
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        if self._batches % CHECK_EVERY == 0:
+            self._stop_if_bad()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stop_if_bad()  # before the epoch's resume point or snapshot is saved
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stop_if_bad()
         if self._batches and self.skipped - self._skipped_before == self._batches:
             raise SslLabError(
                 f"every one of the {self._batches} {self.phase} batches had a "
@@ -55,15 +87,17 @@ class NonFiniteGuard(pl.Callback):
     def on_before_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
     ) -> None:
-        if torch.isfinite(loss.detach()).all():
+        finite = torch.isfinite(loss.detach()).all()
+        if self.mode == "skip":
+            self._bad = not bool(finite)  # decided on the host, before the optimiser steps
             return
-        if self.mode == "stop":
-            raise SslLabError(
-                f"non-finite {self.phase} loss ({loss.item()}) at step "
-                f"{trainer.global_step} (epoch {trainer.current_epoch}): lower the "
-                f"learning rate or check the data; nonfinite=skip skips such batches"
-            )
-        self._bad = True
+        step, epoch, value = self._first_bad  # recorded on the device, read by _stop_if_bad
+        first = ~finite & (step < 0)
+        self._first_bad = (  # Python numbers go into where() as they are: no copy to the GPU
+            torch.where(first, trainer.global_step, step),
+            torch.where(first, trainer.current_epoch, epoch),
+            torch.where(first, loss.detach().double(), value),
+        )
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer

@@ -35,6 +35,7 @@ from ssl_lab.build import build, object_config
 from ssl_lab.cache import pretrain_key, pretrain_spec
 from ssl_lab.config_check import check_config
 from ssl_lab.data.labels import subset_digest
+from ssl_lab.data.placement import PlaceData
 from ssl_lab.data.texts import as_text
 from ssl_lab.data.tokenizer import METADATA_KEY as TOKENIZER_KEY
 from ssl_lab.data.tokenizer import load_tokenizer
@@ -252,7 +253,9 @@ def pretrain(
         cfg.pretext.epochs,
         [*callbacks, guard],
         module,
-        data.unlabelled_dataloader(),
+        data.labelled_pretraining_dataloader()
+        if task.uses_labels
+        else data.unlabelled_dataloader(),
         data.val_dataloader(),
         resume_dir(cfg),
     )
@@ -274,8 +277,10 @@ def pretrain(
     if out_dir is None:
         return {**stats, **resumed}
     module.eval()
+    device = next(backbone.parameters()).device  # the host: Lightning moves the model back
     with torch.no_grad():
-        rows = task.picture(backbone, next(iter(data.val_dataloader())))
+        batch = [t.to(device) for t in next(iter(data.val_dataloader()))]  # data.on_device
+        rows = task.picture(backbone, batch)
     if rows:
         save_picture(
             rows,
@@ -371,11 +376,18 @@ def run_info() -> dict[str, Any]:
         if shutil.which("git")
         else None
     )
+
+    def version(name: str) -> str | None:  # None: run from a source tree (PYTHONPATH) instead
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return None
+
     return {
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "cwd": os.getcwd(),
         "python": sys.version.split()[0],
-        "packages": {name: md.version(name) for name in packages},
+        "packages": {name: version(name) for name in packages},
         "git_commit": git.stdout.strip() if git is not None and git.returncode == 0 else None,
     }
 
@@ -390,10 +402,11 @@ EXECUTION_KEYS = (
 )
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig, callbacks: tuple[pl.Callback, ...] = ()) -> dict[str, Any]:
     """Run one pretrain -> transfer job; write its metrics (``metrics.json``, the same for the
     same config and seed) and the facts of this execution (``run_info.json``: command, versions,
-    timings, where the weights are); return both together."""
+    timings, where the weights are); return both together. ``callbacks`` join every trainer of
+    the job (the clocks of ``benchmarks/gpu_check.py``)."""
     check_config(cfg)  # every key of the right type and in its range
     check_compatible(cfg)
     run_dir = Path(cfg.paths.run_dir)
@@ -410,15 +423,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     info = run_info()  # written once nothing in the config or the data has refused the run
     if is_global_zero():
         write_json(run_dir / "run_info.json", info)
-    if cfg.compile:
-        backbone.compile()  # in place: the state_dict keeps its keys for the hand-off
+    if cfg.compile:  # in place: the state_dict keeps its keys for the hand-off and the cache
+        backbone.compile(**({} if cfg.compile is True else {"backend": cfg.compile}))
     loggers = list(instantiate(cfg.logger).values()) if cfg.logger else []
     tracking.log_config(loggers, cfg)
     try:
         with stopped_by_signal(
             "during transfer, before any score was written: run the same command again"
         ):  # pretraining says when it stopped itself
-            results = _pretrain_and_transfer(cfg, data, backbone, downstream, loggers, run_dir)
+            results = _pretrain_and_transfer(
+                cfg, data, backbone, downstream, loggers, run_dir, callbacks
+            )
     except BaseException:
         tracking.finish(loggers, None)
         raise
@@ -441,11 +456,14 @@ def _pretrain_and_transfer(
     downstream: DownstreamTask,
     loggers: list,
     run_dir: Path,
+    callbacks: tuple[pl.Callback, ...],
 ) -> dict[str, Any]:
     text = as_text(data)
     pad_id = text.tokenizer.ids["pad"] if text is not None else None
+    # data.on_device: the data moves when the first trainer knows its device
+    callbacks = (PlaceData(data), *callbacks)
     make_trainer = trainer_factory(
-        cfg, loggers, run_dir / "lightning", phase="pretraining", pad_id=pad_id
+        cfg, loggers, run_dir / "lightning", callbacks, phase="pretraining", pad_id=pad_id
     )
     started = time.perf_counter()
     metrics: dict[str, Any] = {
@@ -491,7 +509,7 @@ def _pretrain_and_transfer(
     transfer_started = time.perf_counter()
     guard = NonFiniteGuard(cfg.nonfinite, "transfer")
     make_trainer = trainer_factory(
-        cfg, loggers, run_dir / "lightning", (guard,), phase="transfer", pad_id=pad_id
+        cfg, loggers, run_dir / "lightning", (guard, *callbacks), phase="transfer", pad_id=pad_id
     )
     metrics.update(checked(cfg.downstream.name, downstream.evaluate(backbone, data, make_trainer)))
     if cfg.nonfinite == "skip":

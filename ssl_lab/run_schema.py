@@ -33,6 +33,10 @@ def _devices(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and (value == -1 or value >= 1)
 
 
+def _compile(value: Any) -> bool:
+    return isinstance(value, bool) or (isinstance(value, str) and value.strip() != "")
+
+
 @schema("monitor")
 @dataclass
 class MonitorConfig:
@@ -57,7 +61,11 @@ class RootConfig:
         "a NaN or infinite training loss: stop (naming the step) or skip the batch (counted)",
         choices=("stop", "skip"),
     )
-    compile: bool = setting("torch.compile the backbone's forward (GPU runs)")
+    compile: Any = setting(
+        "torch.compile the backbone's forward (GPU runs); a string names the backend",
+        accepts="true, false or a torch.compile backend name (inductor, aot_eager, ...)",
+        check=_compile,
+    )
     monitor: MonitorConfig = setting("online kNN accuracy during pretraining")
 
 

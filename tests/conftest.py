@@ -38,11 +38,21 @@ RESUMABLE = [
     "data.labels_per_class=20",
 ]
 STEPS_PER_EPOCH = 40
+# SSL_LAB_TEST_ACCELERATOR=gpu runs every end-to-end test with trainer=gpu (any trainer config's
+# name works), so the same tests check a GPU machine; a test that picks its own trainer keeps it.
+ACCELERATOR = os.environ.get("SSL_LAB_TEST_ACCELERATOR")
+
+
+def with_accelerator(overrides: tuple[str, ...] | list[str]) -> list[str]:
+    """``overrides`` with ``trainer=$SSL_LAB_TEST_ACCELERATOR`` first, unless they name one."""
+    if not ACCELERATOR or any(o.lstrip("+~").startswith("trainer=") for o in overrides):
+        return list(overrides)
+    return [f"trainer={ACCELERATOR}", *overrides]
 
 
 def _command(tmp_path: Path, overrides: tuple[str, ...]) -> list[str]:
     flags = [a for a in overrides if a.startswith("-")]  # Hydra wants -m etc. before overrides
-    rest = [a for a in overrides if not a.startswith("-")]
+    rest = with_accelerator([a for a in overrides if not a.startswith("-")])
     return [
         sys.executable,
         "-m",
@@ -108,7 +118,7 @@ def run_in_process(run_dir: Path, *overrides: str) -> dict:
             overrides=[
                 f"paths.output_dir={run_dir.parent / 'outputs'}",
                 f"paths.run_dir={run_dir}",
-                *overrides,
+                *with_accelerator(overrides),
             ],
         )
     return run(cfg)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from ssl_lab.backbones.transformer import TextTransformer
 from ssl_lab.data.tokenizer import Vocabulary
 from ssl_lab.errors import SslLabError
+from ssl_lab.metrics import IGNORE
 from ssl_lab.pretext.clm import CausalLanguageModel
 
 VOCAB = Vocabulary(size=50, pad_id=0, mask_id=4, special_ids=(0, 1, 2, 3, 4))
@@ -36,11 +37,13 @@ def test_loss_before_t_ignores_tokens_after_t_only_when_causal(causal):
 def test_clm_scores_every_real_next_token_and_refuses_a_bidirectional_backbone():
     task = CausalLanguageModel(32, VOCAB)
     ids = torch.tensor([[2, 7, 8, 9, 3, 0, 0], [2, 10, 11, 3, 0, 0, 0]])
-    (inputs, scored), targets = task.make_batch((ids, torch.zeros(2)))
-    assert targets.tolist() == [7, 8, 9, 3, 10, 11, 3]  # padding is never a target
+    inputs, targets = task.make_batch((ids, torch.zeros(2)))
+    scored = targets != IGNORE
+    assert targets[scored].tolist() == [7, 8, 9, 3, 10, 11, 3]  # padding is never a target
     causal = TextTransformer(VOCAB.size, max_length=8, width=32, depth=1, heads=2, causal=True)
-    assert task(causal, (inputs, scored)).shape == (7, VOCAB.size)
+    scores = task(causal, inputs)
+    assert scores.shape == (12, VOCAB.size)  # every position with a next one: one block
+    expected = causal.lm_logits(ids)[:, :-1].flatten(0, 1)[scored][:, : VOCAB.size]
+    assert torch.allclose(scores[scored], expected, atol=1e-6)
     with pytest.raises(SslLabError, match="causal backbone"):
-        task(
-            TextTransformer(VOCAB.size, max_length=8, width=32, depth=1, heads=2), (inputs, scored)
-        )
+        task(TextTransformer(VOCAB.size, max_length=8, width=32, depth=1, heads=2), inputs)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ssl_lab.data.tokenizer import Vocabulary
-from ssl_lab.pretext.mlm import IGNORE, MaskedLanguageModel, mask_tokens
+from ssl_lab.pretext.mlm import IGNORE, MaskedLanguageModel, capacity, mask_tokens
 
 VOCAB, MASK, SPECIAL = 1000, 4, (0, 1, 2, 3, 4)
 
@@ -19,6 +19,37 @@ def _batch(rows: int = 2000, length: int = 128, seed: int = 0) -> tuple[torch.Te
     ids[:, 0] = 2
     ids[torch.arange(rows), lengths - 1] = 3
     return ids, torch.isin(ids, torch.tensor(SPECIAL))
+
+
+def _scored(ids: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Which tokens of ``ids`` a task's block of ``positions`` scores (the others fill it)."""
+    scored = torch.zeros(ids.numel(), dtype=torch.bool)
+    scored[positions[targets != IGNORE]] = True
+    return scored.view_as(ids)
+
+
+def test_the_task_scores_every_selected_token_in_a_block_fixed_by_the_batch_shape():
+    ids, special = _batch(rows=64)
+    task = MaskedLanguageModel(8, Vocabulary(VOCAB, 0, MASK, SPECIAL))
+    sizes = set()
+    for seed in range(5):
+        torch.manual_seed(seed)
+        (inputs, positions), targets = task.make_batch((ids, None))
+        selected = (inputs != ids) | _scored(ids, positions, targets)
+        # every corrupted token is scored, with its original id, in order
+        assert torch.equal(targets[targets != IGNORE], ids[_scored(ids, positions, targets)])
+        assert not (selected & ~_scored(ids, positions, targets)).any()
+        assert abs((targets != IGNORE).sum() / (~special).sum() - 0.15) < 0.02
+        sizes.add(len(positions))
+    assert sizes == {capacity(ids.numel(), 0.15)} and len(positions) < ids.numel() / 4
+
+
+def test_a_batch_that_selects_nothing_scores_its_first_real_token():
+    ids = torch.tensor([[2, 7, 3, 0], [2, 3, 0, 0]])  # [CLS] t [SEP], [CLS] [SEP]
+    task = MaskedLanguageModel(8, Vocabulary(VOCAB, 0, MASK, SPECIAL), probability=0.0)
+    (inputs, positions), targets = task.make_batch((ids, None))
+    assert torch.equal(inputs, ids) and targets[targets != IGNORE].tolist() == [7]
+    assert positions[targets != IGNORE].tolist() == [1]
 
 
 def test_mask_tokens_selects_15_percent_and_splits_80_10_10():
@@ -68,13 +99,14 @@ def test_whole_word_masking_selects_every_piece_of_a_word_or_none():
     )
     words = task.word_ids(ids)
     torch.manual_seed(0)
-    (inputs, selected), targets = task.make_batch((ids, None))
+    (inputs, positions), targets = task.make_batch((ids, None))
+    selected = _scored(ids, positions, targets)
     for row in range(len(ids)):
         for word in words[row][selected[row]].unique():
             members = (words[row] == word) & ~special[row]
             assert selected[row][members].all()
     assert abs(selected.sum() / (~special).sum() - 0.15) < 0.03  # per word: about 15% of tokens
-    assert torch.equal(targets, ids[selected])
+    assert torch.equal(targets[targets != IGNORE], ids[selected])
 
 
 def test_mask_rates_match_hugging_face_data_collator():

@@ -14,13 +14,32 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 
 
+def to_device(index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``index`` (on the host) on ``device``. To a GPU through pinned memory and without
+    blocking: a copy from pageable memory waits for all the work queued on the GPU, a sync per
+    batch that would let the host fall behind the step it should be feeding."""
+    if index.device == device:
+        return index
+    if device.type == "cuda":
+        return index.pin_memory().to(device, non_blocking=True)
+    return index.to(device)
+
+
 def fetch(dataset: Dataset, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The examples of ``dataset`` at ``index`` (a 1-D long tensor), stacked, in that order."""
+    """The examples of ``dataset`` at ``index`` (a 1-D long tensor on the host), stacked, in that
+    order, on the device the dataset's tensors are on (``data.on_device``). The index arithmetic
+    stays on the host; only the final indices travel."""
     if isinstance(dataset, TensorDataset):
-        return tuple(t.index_select(0, index) for t in dataset.tensors)
+        moved: dict[torch.device, torch.Tensor] = {}
+        return tuple(
+            t.index_select(0, moved.setdefault(t.device, to_device(index, t.device)))
+            for t in dataset.tensors
+        )
     if isinstance(dataset, Subset):
         return fetch(dataset.dataset, torch.as_tensor(dataset.indices, dtype=torch.long)[index])
     if isinstance(dataset, ConcatDataset):
+        if len(dataset.datasets) == 1:  # the pretraining data of most datasets: no extra copy
+            return fetch(dataset.datasets[0], index)
         ends = torch.as_tensor(dataset.cumulative_sizes)
         part = torch.bucketize(index, ends, right=True)  # which dataset each index falls in
         starts = torch.cat([ends.new_zeros(1), ends[:-1]])
@@ -36,7 +55,7 @@ def fetch(dataset: Dataset, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
         for where, tensors in zip(pieces, fetched):
             if tensors is not None:
                 for o, t in zip(out, tensors):
-                    o[where] = t
+                    o.index_copy_(0, to_device(where, o.device), t)
         return out
     raise TypeError(f"BatchFetch cannot fetch batches from a {type(dataset).__name__}")
 

@@ -16,6 +16,7 @@ from torch.utils.data import TensorDataset
 
 from ssl_lab.data.in_memory import UNLABELLED, InMemoryDataModule, carve_splits
 from ssl_lab.data.labels import select_labelled
+from ssl_lab.data.placement import check_on_device
 from ssl_lab.errors import SslLabError
 
 _CHUNK = 4096  # images converted at a time: a large uint8 array never exists whole as float32
@@ -51,6 +52,7 @@ class InMemoryImageDataModule(InMemoryDataModule):
         seed: int = 0,
         num_workers: int = 0,
         batch_fetch: bool = True,
+        on_device: bool | str = "auto",
     ) -> None:
         super().__init__(
             name,
@@ -69,6 +71,7 @@ class InMemoryImageDataModule(InMemoryDataModule):
         )
         self.channels, self.size = channels, size
         self.batch_fetch = batch_fetch
+        self.on_device = check_on_device(on_device, num_workers)
 
     def load_arrays(self) -> dict[str, np.ndarray]:
         """``x_train`` (N, H, W) or (N, C, H, W), float in [0, 1] or uint8, and ``y_train``;

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset, TensorDataset
 
 from ssl_lab.data.batch_fetch import BatchFetch, as_batch
+from ssl_lab.data.placement import place
 from ssl_lab.errors import SslLabError
 
 UNLABELLED = -1  # the label of pretraining-only examples (``unlabelled`` split)
@@ -65,6 +66,7 @@ class InMemoryDataModule(pl.LightningDataModule):
     modality: str  # what a batch holds: "image", or "text" (then it offers texts.TextData too)
     collate_fn: Callable | None = None  # how a list of examples becomes a batch (None: stack)
     batch_fetch: bool = False  # fetch whole batches by one indexing (needs collate_fn None)
+    on_device: bool | str = False  # move the splits to the accelerator once (``placement``)
 
     def __init__(
         self,
@@ -99,6 +101,16 @@ class InMemoryDataModule(pl.LightningDataModule):
     def n_labels(self) -> int:
         return len(self.labelled_indices)
 
+    def place(self, device: torch.device) -> bool:
+        """Move the splits to ``device`` once, if ``on_device`` asks for it; True if they are
+        there (``placement.PlaceData`` calls it when a trainer sets up)."""
+        return place(self.splits, self.on_device, self.num_workers, device)
+
+    def loader(self, dataset: Dataset) -> DataLoader:
+        """An evaluation loader over ``dataset`` (a split, or a subset of one): batches in order,
+        fetched and collated as every loader of this module."""
+        return self._loader(dataset)
+
     def _loader(
         self, dataset: Dataset, shuffle: bool = False, sampler: Sampler | None = None
     ) -> DataLoader:
@@ -121,6 +133,12 @@ class InMemoryDataModule(pl.LightningDataModule):
         examples carry ``UNLABELLED``)."""
         extra = [self.splits["unlabelled"]] if "unlabelled" in self.splits else []
         return self._loader(ConcatDataset([self.splits["train"], *extra]), shuffle=True)
+
+    def labelled_pretraining_dataloader(self) -> DataLoader:
+        """The whole train split with its labels, for pretraining that learns from them (the
+        supervised reference); the same batches as ``unlabelled_dataloader`` when the dataset has
+        no unlabelled examples."""
+        return self._loader(self.splits["train"], shuffle=True)
 
     def labelled_dataset(self) -> Subset:
         """The labelled subset of the train split, for transfer."""

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from torchmetrics.classification import MulticlassAccuracy
 
 from ssl_lab.downstream.schema import FREEZE_CHOICES
 from ssl_lab.errors import SslLabError
+from ssl_lab.metrics import Accuracy
 from ssl_lab.optim import configure_optimizers
 from ssl_lab.ranks import unrepeated
 
@@ -89,12 +89,7 @@ class ClassifierModule(pl.LightningModule):
         self._frozen = (
             [backbone] if whole_backbone_frozen else [b for b, s in self._blocks if s == 0]
         )
-        self.accuracy = nn.ModuleDict(
-            {
-                f"{s}_acc": MulticlassAccuracy(num_classes, average="micro")
-                for s in ("train", "val", "test")
-            }
-        )
+        self.accuracy = nn.ModuleDict({f"{s}_acc": Accuracy() for s in ("train", "val", "test")})
 
     def train(self, mode: bool = True) -> "ClassifierModule":
         super().train(mode)
@@ -114,7 +109,7 @@ class ClassifierModule(pl.LightningModule):
         loss = F.cross_entropy(logits, y)
         prefix = {"train": "transfer/train_", "val": "transfer/val_", "test": "test/"}[split]
         acc = self.accuracy[f"{split}_acc"]
-        acc(logits.detach(), y)
+        acc.update(logits.detach(), y)
         self.log(f"{prefix}loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         self.log(f"{prefix}acc", acc, on_step=False, on_epoch=True, batch_size=len(y))
         return loss

@@ -19,7 +19,7 @@ class _FeatureExtractor(pl.LightningModule):
     def predict_step(
         self, batch: tuple[torch.Tensor, ...], batch_idx: int
     ) -> tuple[torch.Tensor, ...]:
-        return self.backbone(batch[0]).float().cpu(), batch[1].cpu()
+        return self.backbone(batch[0]).float(), batch[1]
 
 
 def extract_features(
@@ -29,5 +29,7 @@ def extract_features(
     outputs = make_trainer(max_epochs=1, logger=False).predict(
         _FeatureExtractor(backbone), dataloaders=loader
     )
-    # under DDP each process predicted a shard: every process gets all of them
-    return gather_cat(torch.cat([f for f, _ in outputs]), torch.cat([y for _, y in outputs]))
+    # to the host once, not once per batch; under DDP each process predicted a shard: every
+    # process gets all of them
+    features = torch.cat([f for f, _ in outputs]).cpu()
+    return gather_cat(features, torch.cat([y for _, y in outputs]).cpu())

@@ -102,7 +102,8 @@ class MaskedReconstruction(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> torch.Tensor:
         (images,) = batch
         out, mask = self._fill(images)
-        loss = (out.float() - images).pow(2).masked_select(mask.expand_as(images)).mean()
+        hidden = mask.expand_as(images)  # the mean over hidden pixels, without selecting them
+        loss = ((out.float() - images).pow(2) * hidden).sum() / hidden.sum()
         self.log(
             f"generative/train_loss{self.suffix}",
             loss,

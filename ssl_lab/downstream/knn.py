@@ -8,7 +8,6 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from ssl_lab.downstream.features import extract_features
@@ -61,7 +60,7 @@ class KNNClassifier(DownstreamTask):
         data: pl.LightningDataModule,
         make_trainer: Callable[..., pl.Trainer],
     ) -> dict[str, Any]:
-        labelled = DataLoader(data.labelled_dataset(), batch_size=data.batch_size)
+        labelled = data.loader(data.labelled_dataset())
         bank, bank_labels = extract_features(backbone, labelled, make_trainer)
         queries, labels = extract_features(backbone, data.test_dataloader(), make_trainer)
         predicted = knn_predict(

@@ -31,7 +31,7 @@ class LinearProbe(DownstreamTask):
         data: pl.LightningDataModule,
         make_trainer: Callable[..., pl.Trainer],
     ) -> dict[str, Any]:
-        labelled = DataLoader(data.labelled_dataset(), batch_size=data.batch_size)
+        labelled = data.loader(data.labelled_dataset())
         splits = {
             name: extract_features(backbone, loader, make_trainer)
             for name, loader in (

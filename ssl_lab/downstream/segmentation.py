@@ -13,10 +13,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MulticlassJaccardIndex
 
 from ssl_lab.downstream.classifier import ClassifierModule
 from ssl_lab.downstream.task import DownstreamTask
+from ssl_lab.metrics import JaccardIndex
 from ssl_lab.ranks import unrepeated
 
 SPLITS = {"train": "transfer/train_", "val": "transfer/val_", "test": "test/"}
@@ -61,9 +61,10 @@ class SegmentationModule(ClassifierModule):
     """Per-pixel cross-entropy on the decoder's map, resized to the input; the freeze policy,
     optimiser groups and pixel accuracy are the classifier's, mIoU is added beside them.
 
-    mIoU is ``MulticlassJaccardIndex(average="macro")``: intersections and unions summed over the
-    whole split, then averaged over classes (the PASCAL VOC definition), not a mean of per-image
-    scores (``torchmetrics.segmentation.MeanIoU``), where an image in which a class covers a few
+    mIoU is ``MulticlassJaccardIndex(average="macro")`` (counted on the device:
+    ``metrics.JaccardIndex``): intersections and unions summed over the whole split, then
+    averaged over classes (the PASCAL VOC definition), not a mean of per-image scores
+    (``torchmetrics.segmentation.MeanIoU``), where an image in which a class covers a few
     pixels would weigh as much as one it fills.
     """
 
@@ -78,12 +79,7 @@ class SegmentationModule(ClassifierModule):
     ) -> None:
         super().__init__(backbone, decoder, num_classes, lr, **classifier_args)
         self.register_buffer("threshold", threshold)
-        self.miou = nn.ModuleDict(
-            {
-                f"{split}_miou": MulticlassJaccardIndex(num_classes, average="macro")
-                for split in SPLITS
-            }
-        )
+        self.miou = nn.ModuleDict({f"{s}_miou": JaccardIndex(num_classes) for s in SPLITS})
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         x, y = batch
@@ -94,8 +90,8 @@ class SegmentationModule(ClassifierModule):
         logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         loss = F.cross_entropy(logits, masks)
         accuracy, miou = self.accuracy[f"{split}_acc"], self.miou[f"{split}_miou"]
-        accuracy(logits.detach(), masks)
-        miou(logits.detach(), masks)
+        accuracy.update(logits.detach(), masks)
+        miou.update(logits.detach(), masks)
         prefix = SPLITS[split]
         self.log(f"{prefix}loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
         self.log(f"{prefix}pixel_acc", accuracy, on_step=False, on_epoch=True, batch_size=len(x))

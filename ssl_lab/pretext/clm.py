@@ -9,6 +9,7 @@ from torch import nn
 
 from ssl_lab.data.tokenizer import Vocabulary
 from ssl_lab.errors import SslLabError
+from ssl_lab.metrics import IGNORE
 from ssl_lab.pretext.task import PretextTask
 
 
@@ -19,19 +20,19 @@ class CausalLanguageModel(PretextTask):
         self.head = nn.Identity()
 
     def make_batch(self, batch: tuple[torch.Tensor, ...]):
-        """Inputs: the ids and which positions have a real next token; targets: those tokens."""
+        """Inputs: the ids; targets: the next token at every position but the last, ``IGNORE``
+        where that is padding. Every position is scored (padding is the few columns that
+        length-grouped batches keep): picking out the real ones would make the GPU report their
+        number to the host at every step."""
         ids = batch[0]
-        scored = ids[:, 1:] != self.vocab.pad_id
-        return (ids, scored), ids[:, 1:][scored]
+        following = ids[:, 1:]
+        return ids, torch.where(following != self.vocab.pad_id, following, IGNORE).flatten()
 
-    def forward(
-        self, backbone: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor]
-    ) -> torch.Tensor:
+    def forward(self, backbone: nn.Module, ids: torch.Tensor) -> torch.Tensor:
         if not getattr(backbone, "causal", False):
             raise SslLabError(
                 "pretext=clm needs a causal backbone (backbone.causal=true): "
                 "otherwise every position sees the token it must predict"
             )
-        ids, scored = inputs
-        features = backbone.forward_features(ids)[:, :-1][scored]
+        features = backbone.forward_features(ids)[:, :-1].flatten(0, 1)
         return backbone.lm_head(features)[:, : self.vocab.size]  # the tokenizer's tokens only

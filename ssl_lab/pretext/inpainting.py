@@ -30,20 +30,17 @@ def brush_mask(points: torch.Tensor, radius: float, height: int, width: int) -> 
     rows = corner[..., 0, None, None] + reach.view(1, 1, -1, 1)  # (B, P, K, 1)
     cols = corner[..., 1, None, None] + reach.view(1, 1, 1, -1)  # (B, P, 1, K)
     inside = (
-        (
-            (rows.float() - points[..., 0, None, None]) ** 2
-            + (cols.float() - points[..., 1, None, None]) ** 2
-            <= radius**2
-        )
-        & (rows >= 0)
-        & (rows < height)
-        & (cols >= 0)
-        & (cols < width)
-    )
+        (rows.float() - points[..., 0, None, None]) ** 2
+        + (cols.float() - points[..., 1, None, None]) ** 2
+        <= radius**2
+    ) & ((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width))
+    # every candidate adds its hit (0 or 1) to its pixel, clamped into the image: counting
+    # rather than selecting the hits keeps the shapes fixed (no sync with the GPU)
+    pixel = rows.clamp(0, height - 1) * width + cols.clamp(0, width - 1)
     image = torch.arange(batch, device=device).view(batch, 1, 1, 1) * (height * width)
-    mask = torch.zeros(batch * height * width, dtype=torch.bool, device=device)
-    mask[(image + rows * width + cols)[inside]] = True
-    return mask.view(batch, 1, height, width)
+    hits = torch.zeros(batch * height * width, dtype=torch.int32, device=device)
+    hits.index_add_(0, (image + pixel).flatten(), inside.flatten().to(torch.int32))
+    return (hits > 0).view(batch, 1, height, width)
 
 
 def make_masks(

@@ -6,6 +6,7 @@ non-special token and 10% stay as they are; labels are the original ids at selec
 and -100 (ignored) everywhere else.
 """
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -13,9 +14,28 @@ from torch import nn
 
 from ssl_lab.data.tokenizer import Vocabulary
 from ssl_lab.errors import SslLabError
+from ssl_lab.metrics import IGNORE
 from ssl_lab.pretext.task import PretextTask
 
-IGNORE = -100
+__all__ = ["IGNORE", "MaskedLanguageModel", "capacity", "mask_tokens", "random_pool"]
+
+
+def random_pool(
+    vocab_size: int, excluded: Sequence[int], device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """The ids the random branch may draw: every id below ``vocab_size`` except ``excluded``."""
+    allowed = torch.ones(vocab_size, dtype=torch.bool)
+    allowed[torch.tensor(list(excluded), dtype=torch.long)] = False
+    return allowed.nonzero().squeeze(1).to(device)
+
+
+def capacity(tokens: int, probability: float) -> int:
+    """How many of a batch's ``tokens`` positions are scored: the expected selection plus eight
+    standard deviations (whole words spread it a little more). Fixed by the batch's shape, so no
+    step waits for the GPU to count its selection; a batch selects more about never, and then
+    the surplus is masked but not scored."""
+    spread = math.sqrt(tokens * probability * (1 - probability))
+    return min(tokens, math.ceil(probability * tokens + 8 * spread) + 8)
 
 
 def mask_tokens(
@@ -28,30 +48,28 @@ def mask_tokens(
     *,
     special_token_ids: Sequence[int] = (),
     word_ids: torch.Tensor | None = None,
+    pool: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, labels) for masked language modelling; ``input_ids`` is left untouched.
 
     ``special_token_ids`` (and ``mask_token_id``) are never drawn by the random branch.
-    ``word_ids`` (B, L), word index of each token, selects whole words: all pieces of a selected
-    word are selected (whole-word masking), each then takes its own 80/10/10 branch.
+    ``word_ids`` (B, L), word index of each token (at most L), selects whole words: all pieces
+    of a selected word are selected (whole-word masking), each then takes its own 80/10/10
+    branch. ``pool``: ``random_pool`` of those ids, on the device, if the caller keeps one.
     """
     device, shape = input_ids.device, input_ids.shape
     if word_ids is None:
         selected = torch.rand(shape, generator=generator, device=device) < probability
     else:
         per_word = (
-            torch.rand((shape[0], int(word_ids.max()) + 1), generator=generator, device=device)
-            < probability
+            torch.rand((shape[0], shape[1] + 1), generator=generator, device=device) < probability
         )
         selected = per_word.gather(1, word_ids)
     selected &= ~special_tokens_mask.bool()
     labels = torch.where(selected, input_ids, IGNORE)
     branch = torch.rand(shape, generator=generator, device=device)
-    allowed = torch.ones(vocab_size, dtype=torch.bool, device=device)
-    allowed[torch.tensor([*special_token_ids, mask_token_id], dtype=torch.long, device=device)] = (
-        False
-    )
-    pool = allowed.nonzero().squeeze(1)
+    if pool is None:
+        pool = random_pool(vocab_size, [*special_token_ids, mask_token_id], device)
     random_ids = pool[torch.randint(len(pool), shape, generator=generator, device=device)]
     inputs = torch.where(selected & (branch < 0.8), mask_token_id, input_ids)
     inputs = torch.where(selected & (branch >= 0.8) & (branch < 0.9), random_ids, inputs)
@@ -60,7 +78,9 @@ def mask_tokens(
 
 class MaskedLanguageModel(PretextTask):
     """The head is the backbone's own LM head (``lm_head``): it travels with the backbone, so
-    prompting can use it after transfer. Scores are computed at the selected positions only."""
+    prompting can use it after transfer. Scores are computed at the selected positions only,
+    gathered into a block of fixed size (``capacity``): a block as large as the selection would
+    make the GPU report its size to the host at every step."""
 
     def __init__(
         self,
@@ -89,6 +109,9 @@ class MaskedLanguageModel(PretextTask):
             torch.tensor(vocab.continuation_ids, dtype=torch.long),
             persistent=False,
         )
+        self.register_buffer(
+            "pool", random_pool(vocab.size, [*vocab.special_ids, vocab.mask_id]), persistent=False
+        )
 
     def word_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Index of the word each token belongs to: a new word starts at every piece that does not
@@ -96,6 +119,9 @@ class MaskedLanguageModel(PretextTask):
         return (~torch.isin(ids, self.continuation_ids)).long().cumsum(1)
 
     def make_batch(self, batch: tuple[torch.Tensor, ...]):
+        """Inputs: the corrupted ids and the flat positions to score, selected ones first (in
+        order), then unselected ones filling the block; targets: the original id at each
+        selected position, ``IGNORE`` at the filling."""
         ids = batch[0]
         special = torch.isin(ids, self.special_ids)
         inputs, labels = mask_tokens(
@@ -106,16 +132,22 @@ class MaskedLanguageModel(PretextTask):
             self.probability,
             special_token_ids=self.vocab.special_ids,
             word_ids=self.word_ids(ids) if self.whole_word else None,
+            pool=self.pool,
         )
         selected = labels != IGNORE
-        if not selected.any():  # a batch of very short texts: score one token rather than none
-            selected = (~special).cumsum(1).eq(1) & ~special
-            selected[1:] = False
-        return (inputs, selected), ids[selected]
+        # a batch of very short texts may select nothing: then score its first real token
+        first = (~special).cumsum(1).eq(1) & ~special
+        first[1:] = False
+        selected = (selected | (first & ~selected.any())).flatten()
+        block = capacity(selected.numel(), self.probability)
+        positions = torch.argsort((~selected).to(torch.uint8), stable=True)[:block]
+        targets = torch.where(selected[positions], ids.flatten()[positions], IGNORE)
+        return (inputs, positions), targets
 
     def forward(
         self, backbone: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
-        ids, selected = inputs
+        ids, positions = inputs
+        features = backbone.forward_features(ids).flatten(0, 1).index_select(0, positions)
         # scores of the tokenizer's tokens (the embedding table may have spare rows)
-        return backbone.lm_head(backbone.forward_features(ids)[selected])[:, : self.vocab.size]
+        return backbone.lm_head(features)[:, : self.vocab.size]

@@ -6,8 +6,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
+from ssl_lab.metrics import Accuracy
 from ssl_lab.optim import configure_optimizers
 from ssl_lab.pretext.task import PretextTask
 
@@ -28,8 +28,7 @@ class PretextModule(pl.LightningModule):
         self.backbone, self.task, self.lr = backbone, task, lr
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         if task.num_classes:
-            self.train_acc = MulticlassAccuracy(task.num_classes, average="micro")
-            self.val_acc = MulticlassAccuracy(task.num_classes, average="micro")
+            self.train_acc, self.val_acc = Accuracy(), Accuracy()
 
     def _step(self, batch: tuple[torch.Tensor, ...], split: str) -> torch.Tensor:
         inputs, targets = self.task.make_batch(batch)
@@ -45,7 +44,7 @@ class PretextModule(pl.LightningModule):
         )
         if self.task.num_classes:
             acc = getattr(self, f"{split}_acc")
-            acc(outputs.detach(), targets)
+            acc.update(outputs.detach(), targets)
             self.log(
                 f"pretrain/{split}_acc", acc, on_step=False, on_epoch=True, batch_size=len(targets)
             )

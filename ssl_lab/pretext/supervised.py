@@ -8,12 +8,16 @@ from ssl_lab.pretext.task import PretextTask
 
 
 class SupervisedClassification(PretextTask):
+    """Trains on the train split with its labels (``uses_labels``): examples kept for
+    pretraining only (STL-10's unlabeled split) never reach it, so no batch has to be filtered
+    on the device, which would make the GPU report the batch's new size to the host."""
+
+    uses_labels = True
+
     def __init__(self, feature_dim: int, num_classes: int) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.head = nn.Linear(feature_dim, num_classes)
 
     def make_batch(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = batch[0], batch[1]
-        labelled = labels >= 0  # pretraining-only images (STL-10's unlabeled split) carry -1
-        return images[labelled], labels[labelled]
+        return batch[0], batch[1]

@@ -7,9 +7,11 @@ from torch import nn
 
 class PretextTask(nn.Module):
     """Subclasses set ``head`` and implement ``make_batch``; classification tasks set
-    ``num_classes`` (the number of pseudo-classes) so their accuracy is logged."""
+    ``num_classes`` (the number of pseudo-classes) so their accuracy is logged; a task that
+    learns from the labels themselves sets ``uses_labels``."""
 
     num_classes: int | None = None
+    uses_labels = False  # True: trains on the labelled train split, not all pretraining data
 
     def make_batch(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets) from a data batch, computed batched on the batch's device."""
