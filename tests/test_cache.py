@@ -13,7 +13,7 @@ def test_key_depends_on_pretraining_choices_only(compose_cfg):
         ["data.labels_per_class=10"],
         ["logger=none"],
         ["downstream.epochs=99"],
-        ["trainer.enable_progress_bar=true"],
+        ["+trainer.enable_progress_bar=true"],
     ):
         assert pretrain_key(compose_cfg(*same)) == base, same
     for other in (

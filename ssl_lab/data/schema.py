@@ -79,6 +79,11 @@ class ImageDataConfig(DataConfig):
     size: int = setting("images are resized to size x size pixels", ge=1)
     batch_fetch: bool = setting("fetch each batch by one indexing (false: per example, then stack)")
     augment: AugmentConfig | None = setting("transfer-time augmentation (finetune), or null")
+    on_device: Any = setting(
+        "the splits live on the accelerator and batches are drawn there (auto: if they fit)",
+        accepts="auto, true or false",
+        check=lambda value: value == "auto" or isinstance(value, bool),
+    )
 
 
 @schema("data/torchvision")
