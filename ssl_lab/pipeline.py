@@ -469,7 +469,8 @@ def _pretrain_and_transfer(
     metrics: dict[str, Any] = {
         **tracking.choices(cfg),
         "n_labels": data.n_labels,
-        "pretext_epochs": cfg.pretext.epochs,
+        # none: no pretraining, whatever epochs a preset sets for the pretext tasks it sweeps
+        "pretext_epochs": cfg.pretext.epochs if cfg.pretext.get("task") is not None else 0,
         "labelled_subset": subset_digest(data.labelled_indices),  # which examples: seed's choice
         **{
             key: getattr(data, key)

@@ -163,6 +163,13 @@ def compose_cfg():
 
 
 @pytest.fixture(scope="session")
+def cifar_cache(tmp_path_factory) -> Path:
+    """One decoded copy of the shared CIFAR-10 archive for every test that reads it (decoding the
+    60,000 JPEGs takes half a minute)."""
+    return tmp_path_factory.mktemp("cifar_cache")
+
+
+@pytest.fixture(scope="session")
 def uninterrupted(tmp_path_factory) -> dict:
     """metrics.json of a ``RESUMABLE`` run that nothing interrupted, for runs that were."""
     tmp = tmp_path_factory.mktemp("uninterrupted")

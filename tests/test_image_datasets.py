@@ -275,11 +275,11 @@ def test_shared_mnist_npz_has_60000_train_and_10000_test(compose_cfg):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "cifar10-jpeg.tar.gz").is_file(), reason="no shared CIFAR-10")
-def test_shared_cifar10_jpeg_archive_has_50000_train_and_10000_test(compose_cfg, tmp_path):
+def test_shared_cifar10_jpeg_archive_has_50000_train_and_10000_test(compose_cfg, cifar_cache):
     cfg = compose_cfg(
         "data=image_folder",
         f"data.root={SHARED / 'cifar10-jpeg.tar.gz'}",
-        f"paths.output_dir={tmp_path}",
+        f"data.cache_dir={cifar_cache}",
         "data.threads=2",
     )
     data = build(cfg, "data")

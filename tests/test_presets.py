@@ -131,6 +131,49 @@ def test_rotnet_semisup_sweeps_label_budgets_over_one_cached_pretraining():
     assert scratch.pretext.task is None and build(scratch, "downstream").freeze == "full"
 
 
+def test_cifar10_low_label_is_the_measured_cpu_recipe():
+    cfg = preset("cifar10_low_label")
+    assert (cfg.data.name, cfg.backbone.name, cfg.pretext.name, cfg.downstream.name) == (
+        "image_folder",
+        "small_cnn",
+        "rotation",
+        "finetune",
+    )
+    assert str(cfg.data.root).endswith("cifar10-jpeg.tar.gz")
+    assert list(cfg.backbone.widths) == [32, 64, 128, 256]
+    assert (cfg.data.labels_per_class, cfg.data.fixed_epoch_length) == (20, 2000)
+    assert cfg.pretext.epochs == 4 and list(cfg.pretext.snapshot_epochs) == [1, 2, 3]
+    optimizer, schedule = recipe(cfg, "pretext")
+    assert type(optimizer) is torch.optim.AdamW and optimizer.param_groups[0]["lr"] == 2e-3
+    assert isinstance(schedule, torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert schedule.T_max == cfg.pretext.epochs
+    # the grid's transfers (every downstream task, both label budgets) share one pretraining
+    keys = {
+        pretrain_key(preset("cifar10_low_label", f"downstream={d}", f"data.labels_per_class={k}"))
+        for d in ("linear_probe", "finetune", "knn")
+        for k in (20, 100)
+    }
+    assert len(keys) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "cifar10-jpeg.tar.gz").is_file(), reason="no shared CIFAR-10")
+def test_cifar10_low_label_runs_end_to_end_on_the_shared_archive(tmp_path, cifar_cache):
+    metrics = run_in_process(
+        tmp_path / "run",
+        "experiment=cifar10_low_label",
+        f"data.cache_dir={cifar_cache}",
+        *tiny(
+            "+trainer.limit_train_batches=3",
+            "data.fixed_epoch_length=128",
+            "+trainer.limit_test_batches=2",
+        ),
+    )
+    # 20 labels of each of the 10 classes; pretraining read 3 batches of unlabelled images
+    assert metrics["n_labels"] == 200 and metrics["pretext_steps"] == 3
+    assert metrics["pretext"] == "rotation" and 0 <= metrics["score"] <= 1
+
+
 def test_jigsaw_preset_is_the_papers_solver_with_1000_permutations():
     cfg = preset("jigsaw_cifar10")
     assert cfg.pretext.task.num_permutations == 1000 and cfg.data.batch_size == 256

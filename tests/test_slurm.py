@@ -98,8 +98,8 @@ def test_a_sweep_runs_as_slurm_jobs_shares_the_cache_and_reports(tmp_path):
     (line,) = console_lines_about_job_states(result)
     assert line.endswith("job states come from squeue")
 
-    text, incomplete = write_report(sweep)
-    assert incomplete == []
+    text, found = write_report(sweep)
+    assert found.incomplete == [] and len(found.runs) == 4
     table = [row for row in text.splitlines() if row.startswith("| ")]
     assert any("rotation" in row for row in table) and any("none" in row for row in table)
     assert "linear_probe" in table[0] and "finetune" in table[0]
@@ -126,8 +126,8 @@ def test_a_failed_job_is_named_with_its_log_and_the_others_are_kept(tmp_path):
     sweep = sweep_dir(tmp_path)
     (kept,) = read_metrics(sweep)
     assert kept["pretext"] == "none" and kept["score"] > 0.3
-    _, incomplete = write_report(sweep)
-    assert incomplete == [sweep / "1"]
+    _, found = write_report(sweep)
+    assert found.incomplete == [sweep / "1"]
 
 
 def test_a_job_requeued_mid_pretraining_resumes_to_the_same_step(tmp_path, uninterrupted):
