@@ -277,7 +277,9 @@ class BoxesDataModule(DetectionDataModule):
         log.info(
             "data=%s: %s; %d box pieces dropped at tile borders",
             self.name,
-            ", ".join(f"{s} {len(n)} images / {len(self.tiles[s])} tiles" for s, n in splits.items()),
+            ", ".join(
+                f"{s} {len(n)} images / {len(self.tiles[s])} tiles" for s, n in splits.items()
+            ),
             self.dropped_boxes,
         )
         return parts

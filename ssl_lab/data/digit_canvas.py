@@ -50,7 +50,10 @@ def load_digits_source(source: str, mnist_path: str) -> dict[str, np.ndarray]:
 
 def ink_crop(image: np.ndarray, threshold: float) -> np.ndarray:
     """``image`` cut to the rectangle around its pixels above ``threshold``."""
-    rows, cols = np.flatnonzero((image > threshold).any(1)), np.flatnonzero((image > threshold).any(0))
+    rows, cols = (
+        np.flatnonzero((image > threshold).any(1)),
+        np.flatnonzero((image > threshold).any(0)),
+    )
     return image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 

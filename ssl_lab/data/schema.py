@@ -187,7 +187,9 @@ class CanvasCountsConfig:
 @schema("data/digit_canvas")
 @dataclass
 class DigitCanvasDataConfig(DetectionDataConfig):
-    source: str = setting("the digits: scikit-learn's (no download) or MNIST", choices=DIGIT_SOURCES)
+    source: str = setting(
+        "the digits: scikit-learn's (no download) or MNIST", choices=DIGIT_SOURCES
+    )
     mnist_path: str = setting("MNIST as .npz (x_train, y_train, x_test, y_test), for source=mnist")
     canvases: CanvasCountsConfig = setting("canvases per split")
     digits_per_canvas: Any = setting(
@@ -209,7 +211,10 @@ class DigitCanvasDataConfig(DetectionDataConfig):
     @staticmethod
     def check(node: DictConfig, cfg: DictConfig) -> str | None:
         if node.digit_size[1] > node.size:
-            return f"digit_size={list(node.digit_size)}: the longest side at most data.size ({node.size})"
+            return (
+                f"digit_size={list(node.digit_size)}: the longest side at most data.size "
+                f"({node.size})"
+            )
         return DetectionDataConfig.check(node, cfg)
 
 

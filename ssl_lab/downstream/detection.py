@@ -327,7 +327,9 @@ class Detection(DownstreamTask):
             val_dataloaders=data.loader(data.detection_dataset("val")),
         )
         (results,) = trainer.test(
-            module, dataloaders=unrepeated(data.loader(data.detection_dataset("test"))), verbose=False
+            module,
+            dataloaders=unrepeated(data.loader(data.detection_dataset("test"))),
+            verbose=False,
         )
         self.shown = module.shown
         self.picture_args = {
