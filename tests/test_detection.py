@@ -302,3 +302,28 @@ def test_digit_canvases_detected_after_rotation_pretraining_beat_an_untrained_he
     untrained = _untrained_map(compose_cfg(*overrides))
     assert metrics["score"] > untrained + 0.05, (metrics["score"], untrained)
     assert json.loads((run_dir / "run_info.json").read_text())["transfer_seconds"] > 0
+
+
+@pytest.mark.parametrize(
+    "overrides, refusal",
+    [
+        (
+            ["data=digit_canvas", "data.labelled_images=20", "data.labels_per_class=2"],
+            "data.labelled_images=20: null when data.labels_per_class or data.label_fraction",
+        ),
+        (["data=digit_canvas", "data.digit_size=[20,80]"], "data.digit_size=[20,80]: the longest"),
+        (["data=digit_canvas", "data.digit_size=[20,10]"], "data.digit_size=[20,10]: [min, max]"),
+        (["data=digit_canvas", "data.source=emnist"], "data.source=emnist: one of: digits, mnist"),
+        (["data=boxes", "data.num_classes=2"], "data.num_classes=2: equal to the length of"),
+        (["data=boxes", "data.min_visible=0"], "data.min_visible=0.0: a number > 0 and <= 1"),
+        (["downstream=detection", "downstream.width=20"], "downstream.width=20: a multiple of 8"),
+        (["downstream=detection", "downstream.freeze=some"], "downstream.freeze=some: one of"),
+    ],
+)
+def test_a_detection_setting_out_of_range_is_one_line_naming_it(compose_cfg, overrides, refusal):
+    from ssl_lab.config_check import check_config
+
+    cfg = compose_cfg(*overrides, "paths.run_dir=/tmp/run")
+    with pytest.raises(SslLabError) as caught:
+        check_config(cfg)
+    assert str(caught.value).startswith(refusal), str(caught.value)

@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ssl_lab.schema import partial_setting, schema, setting
+from ssl_lab.schema import partial_setting, schema, setting, show
 
 ON_CORRUPT = ("skip", "stop")  # data=image_folder: what an unreadable image does
 
@@ -212,7 +212,7 @@ class DigitCanvasDataConfig(DetectionDataConfig):
     def check(node: DictConfig, cfg: DictConfig) -> str | None:
         if node.digit_size[1] > node.size:
             return (
-                f"digit_size={list(node.digit_size)}: the longest side at most data.size "
+                f"digit_size={show(node.digit_size)}: the longest side at most data.size "
                 f"({node.size})"
             )
         return DetectionDataConfig.check(node, cfg)
