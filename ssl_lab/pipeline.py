@@ -220,7 +220,9 @@ def pretrain(
     task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim, **vocab)
     module = build(cfg, "pretext", backbone=backbone, task=task)
     monitor, callbacks = cfg.monitor, []
-    if monitor.knn:  # weights are the same either way, so the cache key ignores the monitor
+    # weights are the same either way, so the cache key ignores the monitor; one class (tree
+    # crowns) has no accuracy to watch
+    if monitor.knn and data.num_classes > 1:
         callbacks.append(
             KNNMonitor(
                 data.labelled_dataset(),
