@@ -59,6 +59,29 @@ def test_box_coding_round_trips_through_the_points_fcos_regresses_from():
     assert torch.allclose(encoded[0], torch.tensor([7.0, 5.5, 22.0, 9.0]) / 8)
 
 
+def test_the_freeze_policy_and_backbone_lr_scale_work_as_in_finetune():
+    backbone = SmallCNN(1, (8, 16, 32))
+    detector = fcos_detector(32, 10, stride=8, width=16)
+    module = DetectionModule(
+        backbone,
+        detector,
+        10,
+        1e-3,
+        optimizer=torch.optim.AdamW,
+        freeze="last_k",
+        trainable_blocks=1,
+        backbone_lr_scale=0.1,
+    )
+    trainable = {n.split(".")[1] for n, p in backbone.named_parameters() if p.requires_grad}
+    assert trainable == {"2"}  # the top stage only
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    head = {id(p) for p in detector.parameters()}
+    assert {g["lr"] for g in groups if id(g["params"][0]) in head} == {1e-3}
+    assert [g["lr"] for g in groups if id(g["params"][0]) not in head] == [pytest.approx(1e-4)]
+    module.train()
+    assert not backbone.stages[0].training and backbone.stages[2].training  # frozen: eval mode
+
+
 def test_mean_average_precision_is_one_for_the_ground_truth_and_zero_when_all_miss():
     truth = [
         {
