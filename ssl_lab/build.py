@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 PIPELINE_KEYS: dict[str, tuple[str, ...]] = {
-    "data": (),
+    "data": ("boxes",),
     "backbone": ("name", "modality", "checkpoint", "tokenizer", "pretrained"),
     "pretext": ("name", "modality", "epochs", "language_model", "causal", "snapshot_epochs"),
     "downstream": (
@@ -21,6 +21,7 @@ PIPELINE_KEYS: dict[str, tuple[str, ...]] = {
         "requires_pretext",
         "requires_language_model",
         "trains_language_model",
+        "requires_boxes",
     ),
 }
 

@@ -19,6 +19,7 @@ from ssl_lab.build import object_config
 _DATA_KEYS_IGNORED = {
     "labels_per_class",
     "label_fraction",
+    "labelled_images",
     "fixed_epoch_length",
     "num_workers",
     "on_device",

@@ -63,6 +63,11 @@ def check_compatible(cfg: DictConfig) -> None:
             )
     _check_language_model(cfg)
     _check_causal(cfg)
+    if cfg.downstream.get("requires_boxes", False) and not cfg.data.get("boxes", False):
+        raise SslLabError(
+            f"downstream={cfg.downstream.name} needs boxes, but data={cfg.data.name} has none "
+            "(use data=digit_canvas or data=boxes)"
+        )
     needs = cfg.downstream.get("requires_pretext")
     if needs is not None and (cfg.pretext.name != needs or cfg.backbone.checkpoint is not None):
         chosen = (
@@ -215,7 +220,9 @@ def pretrain(
     task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim, **vocab)
     module = build(cfg, "pretext", backbone=backbone, task=task)
     monitor, callbacks = cfg.monitor, []
-    if monitor.knn:  # weights are the same either way, so the cache key ignores the monitor
+    # weights are the same either way, so the cache key ignores the monitor; one class (tree
+    # crowns) has no accuracy to watch
+    if monitor.knn and data.num_classes > 1:
         callbacks.append(
             KNNMonitor(
                 data.labelled_dataset(),
@@ -474,7 +481,7 @@ def _pretrain_and_transfer(
         "labelled_subset": subset_digest(data.labelled_indices),  # which examples: seed's choice
         **{
             key: getattr(data, key)
-            for key in ("skipped_images", "skipped_texts")
+            for key in ("skipped_images", "skipped_texts", "background_images", "dropped_boxes")
             if hasattr(data, key)
         },
         "downstream_epochs": cfg.downstream.get("epochs"),
@@ -513,6 +520,10 @@ def _pretrain_and_transfer(
         cfg, loggers, run_dir / "lightning", (guard, *callbacks), phase="transfer", pad_id=pad_id
     )
     metrics.update(checked(cfg.downstream.name, downstream.evaluate(backbone, data, make_trainer)))
+    draw = getattr(downstream, "save_pictures", None)  # a task's own pictures (detection.png)
+    if draw is not None and is_global_zero():
+        for picture in draw(run_dir):
+            tracking.log_picture(loggers, picture, phase="transfer")
     if cfg.nonfinite == "skip":
         metrics["transfer_nonfinite_skipped"] = guard.skipped
     metrics["transfer_seconds"] = round(time.perf_counter() - transfer_started, 2)

@@ -80,6 +80,8 @@ def collect(root: Path) -> Sweep:
 
 
 def _budget(m: dict[str, Any]) -> str:
+    if m.get("labelled_images") is not None:
+        return f"{m['labelled_images']} labelled images"
     if m.get("labels_per_class") is not None:
         return f"{m['labels_per_class']} labels/class"
     if m.get("label_fraction") is not None:

@@ -19,6 +19,7 @@ SUMMARY_KEYS = (
     "seed",
     "labels_per_class",
     "label_fraction",
+    "labelled_images",
     "pretrain_cache",
 )
 
@@ -34,6 +35,8 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "labels_per_class": cfg.data.labels_per_class,
         "label_fraction": cfg.data.label_fraction,
+        # detection data count labelled images; other data have no such key
+        **({"labelled_images": cfg.data.labelled_images} if "labelled_images" in cfg.data else {}),
     }
 
 
@@ -58,14 +61,16 @@ def wandb_place(loggers: list[Logger]) -> dict[str, str]:
     return {}
 
 
-def log_picture(loggers: list[Logger], path: Path) -> None:
+def log_picture(loggers: list[Logger], path: Path, phase: str = "pretrain") -> None:
+    """The PNG at ``path`` as ``<phase>/<file stem>`` (``pretrain/pretext_rotation``,
+    ``transfer/detection``)."""
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_image(key=f"pretrain/{path.stem}", images=[str(path)])
+            logger.log_image(key=f"{phase}/{path.stem}", images=[str(path)])
         elif isinstance(logger, TensorBoardLogger):
             from torchvision.io import read_image
 
-            logger.experiment.add_image(f"pretrain/{path.stem}", read_image(str(path))[:3])
+            logger.experiment.add_image(f"{phase}/{path.stem}", read_image(str(path))[:3])
 
 
 def finish(loggers: list[Logger], metrics: dict[str, Any] | None) -> None:

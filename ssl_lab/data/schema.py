@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ssl_lab.schema import partial_setting, schema, setting
+from ssl_lab.schema import partial_setting, schema, setting, show
 
 ON_CORRUPT = ("skip", "stop")  # data=image_folder: what an unreadable image does
 
@@ -139,3 +139,111 @@ class TextFileDataConfig(TextDataConfig):
     label_column: int = setting("the label's column (negative: from the end)")
     text_column: int = setting("the text's column (negative: from the end)")
     header: bool = setting("the first row names the columns")
+
+
+DIGIT_SOURCES = ("digits", "mnist")  # data=digit_canvas: where the digits come from
+
+
+def _pair(value: Any) -> bool:
+    items = list(value) if value is not None and not isinstance(value, str) else []
+    return (
+        len(items) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items)
+        and items[0] <= items[1]
+    )
+
+
+@schema("data/detection", base_for="data")
+@dataclass
+class DetectionDataConfig(ImageDataConfig):
+    """Images with boxes (``ssl_lab/data/detection.py``)."""
+
+    boxes: bool = setting("the images come with boxes (downstream=detection needs them)")
+    labelled_images: int | None = setting(
+        "transfer trains on the boxes of this many train images, picked by seed "
+        "(or labels_per_class / label_fraction, by the class of each image's largest box)",
+        ge=1,
+    )
+
+    @staticmethod
+    def check(node: DictConfig, cfg: DictConfig) -> str | None:
+        if node.labelled_images is not None and (
+            node.labels_per_class is not None or node.label_fraction is not None
+        ):
+            return (
+                f"labelled_images={node.labelled_images}: null when data.labels_per_class or "
+                "data.label_fraction is set: one label budget at a time"
+            )
+        return DataConfig.check(node, cfg)
+
+
+@dataclass
+class CanvasCountsConfig:
+    train: int = setting("train canvases (pretraining sees all, transfer the labelled ones)", ge=1)
+    val: int = setting("validation canvases", ge=1)
+    test: int = setting("test canvases (the mAP is counted on them)", ge=1)
+
+
+@schema("data/digit_canvas")
+@dataclass
+class DigitCanvasDataConfig(DetectionDataConfig):
+    source: str = setting(
+        "the digits: scikit-learn's (no download) or MNIST", choices=DIGIT_SOURCES
+    )
+    mnist_path: str = setting("MNIST as .npz (x_train, y_train, x_test, y_test), for source=mnist")
+    canvases: CanvasCountsConfig = setting("canvases per split")
+    digits_per_canvas: Any = setting(
+        "fewest and most digits on a canvas",
+        accepts="[min, max], integers, 1 <= min <= max",
+        check=_pair,
+    )
+    digit_size: Any = setting(
+        "shortest and longest side of a pasted digit, pixels (at most data.size)",
+        accepts="[min, max], integers, 1 <= min <= max",
+        check=_pair,
+    )
+    ink_threshold: float = setting(
+        "pixels at or below this (in [0, 1]) are cleared: the boxes are tight around the rest",
+        ge=0,
+        lt=1,
+    )
+
+    @staticmethod
+    def check(node: DictConfig, cfg: DictConfig) -> str | None:
+        if node.digit_size[1] > node.size:
+            return (
+                f"digit_size={show(node.digit_size)}: the longest side at most data.size "
+                f"({node.size})"
+            )
+        return DetectionDataConfig.check(node, cfg)
+
+
+@schema("data/boxes")
+@dataclass
+class BoxesDataConfig(DetectionDataConfig):
+    num_classes: int = setting("classes of the boxes: the length of data.class_names", ge=1)
+    root: str = setting("a folder of images and their annotations, or a .tar/.tar.gz of one")
+    annotations: str = setting(
+        "in root: a CSV (image,xmin,ymin,xmax,ymax,label) or a folder of Pascal VOC .xml files"
+    )
+    cache_dir: str = setting("where an archive is extracted (once)")
+    class_names: list[str] = setting("the classes, in label order")
+    class_map: dict[str, str] = setting(
+        "labels renamed before they are checked against class_names (Dead: Tree)", empty=True
+    )
+    tile: int = setting("side of the square tiles cut from each image, pixels", ge=1)
+    tile_stride: int | None = setting("pixels between tile starts (null: tile, no overlap)", ge=1)
+    min_visible: float = setting(
+        "a box is kept in a tile if this share of its area is inside", gt=0, le=1
+    )
+    val_images: list[str] | None = setting("images for validation, by name (null: carved)")
+    test_images: list[str] | None = setting("images for test, by name (null: carved)")
+
+    @staticmethod
+    def check(node: DictConfig, cfg: DictConfig) -> str | None:
+        if len(node.class_names) != node.num_classes:
+            return (
+                f"num_classes={node.num_classes}: equal to the length of data.class_names "
+                f"({len(node.class_names)})"
+            )
+        return DetectionDataConfig.check(node, cfg)

@@ -4,10 +4,13 @@ A YAML names its schema in its defaults list (``- /schema/downstream/knn@_here_`
 from dataclasses import dataclass
 from typing import Any
 
+from omegaconf import DictConfig
+
 from ssl_lab.schema import is_object, partial_setting, schema, setting
 
 FREEZE_CHOICES = ("full", "frozen", "last_k")  # fine-tuning: which backbone blocks train
 STYLES = "class:<k>, inverted or edges"  # downstream=generative_finetune's target styles
+MAP_BACKENDS = ("pycocotools", "faster_coco_eval")  # downstream=detection: torchmetrics' COCO mAP
 
 
 def _style(value: Any) -> bool:
@@ -57,6 +60,30 @@ class SegmentationConfig(FineTuneConfig):
     threshold: float = setting("foreground: intensity above this, before normalisation", ge=0, le=1)
     decoder_levels: int = setting("learned 2x upsamplings; bilinear for the rest", ge=1)
     decoder_width: int = setting("channels after the first decoder layer, halved per level", ge=1)
+
+
+@schema("downstream/detection")
+@dataclass
+class DetectionConfig(FineTuneConfig):
+    requires_boxes: bool = setting("needs data with boxes (data=digit_canvas, data=boxes)")
+    width: int = setting(
+        "channels of the neck and head (GroupNorm of 8 groups: a multiple of 8)", ge=8
+    )
+    head_convs: int = setting("3x3 conv layers in each of FCOS's two branches", ge=0)
+    upsample: int = setting("learned 2x upsamplings of the backbone's map before the head", ge=0)
+    center_sampling_radius: float = setting(
+        "a point may answer for a box whose centre is this many point spacings away", gt=0
+    )
+    score_threshold: float = setting("detections scoring below this are dropped", ge=0, lt=1)
+    nms_threshold: float = setting("NMS: a box overlapping a better one this much goes", gt=0, le=1)
+    detections_per_image: int = setting("at most this many detections per image", ge=1)
+    map_backend: str = setting("torchmetrics' COCO evaluation backend", choices=MAP_BACKENDS)
+
+    @staticmethod
+    def check(node: DictConfig, cfg: DictConfig) -> str | None:
+        if node.width % 8:
+            return f"width={node.width}: a multiple of 8 (GroupNorm of 8 groups)"
+        return None
 
 
 @schema("downstream/prompt")
