@@ -32,7 +32,7 @@ from ssl_lab.backbones.checkpoint import (
     save_backbone,
 )
 from ssl_lab.build import build, object_config
-from ssl_lab.cache import pretrain_key, pretrain_spec
+from ssl_lab.cache import READING_DEFAULTS, pretrain_key, pretrain_spec
 from ssl_lab.config_check import check_config
 from ssl_lab.data.labels import subset_digest
 from ssl_lab.data.placement import PlaceData
@@ -108,7 +108,8 @@ def _check_causal(cfg: DictConfig) -> None:
     checkpoint = cfg.backbone.checkpoint
     if checkpoint is None or "causal" not in cfg.backbone:
         return
-    stored = (read_config(Path(checkpoint).expanduser()) or {}).get("causal")
+    config = read_config(Path(checkpoint).expanduser()) or {}
+    stored = config.get("causal")
     if stored is not None and bool(stored) != bool(cfg.backbone.causal):
         made = "causal (pretext=clm)" if stored else "bidirectional"
         raise SslLabError(
@@ -116,6 +117,17 @@ def _check_causal(cfg: DictConfig) -> None:
             f"backbone.causal={str(bool(cfg.backbone.causal)).lower()}: set "
             f"backbone.causal={str(bool(stored)).lower()}"
         )
+    # how a causal model reads: files made before these settings read forward, the whole past
+    for key, default in READING_DEFAULTS.items():
+        if key not in cfg.backbone or stored is None:
+            continue
+        made, wanted = config.get(key, default), cfg.backbone[key]
+        if made != wanted:
+            made, wanted = ("null" if v is None else v for v in (made, wanted))
+            raise SslLabError(
+                f"backbone.checkpoint={checkpoint} was pretrained with {key}={made} "
+                f"(pretext=clm), but backbone.{key}={wanted}: set backbone.{key}={made}"
+            )
 
 
 def per_device_batch_size(cfg: DictConfig) -> int:
@@ -194,6 +206,12 @@ def _save_pretrained(
             "backbone": cfg.backbone.name,
             "seed": cfg.seed,
             "language_model": cfg.pretext.get("language_model"),
+            # how a causal model reads (the backbone config says it too; this is for people)
+            **{
+                key: getattr(backbone, key)
+                for key in READING_DEFAULTS
+                if getattr(backbone, "causal", False) and hasattr(backbone, key)
+            },
             **({"tokens": tokens} if tokens is not None else {}),
         },
         {TOKENIZER_KEY: text.tokenizer.to_json()} if text is not None else None,
