@@ -124,7 +124,11 @@ class ClassicalConfig(DownstreamConfig):
         "the only pretext it makes sense after (it ignores the backbone)"
     )
     classifier: Any = setting(
-        "a scikit-learn classifier on the raw pixels",
+        "a scikit-learn classifier on the raw pixels, or on the TF-IDF features of text",
         accepts="a node with _target_",
         check=is_object,
+    )
+    text_features: str = setting(
+        "text: char 1-3-grams, word 1-2-grams, or auto (char where the text is Chinese)",
+        choices=("auto", "char", "word"),
     )
