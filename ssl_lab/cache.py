@@ -25,6 +25,8 @@ _DATA_KEYS_IGNORED = {
     "seed",
     "augment",
     "prompt",
+    "train_pairs",  # translation: which pairs the transfer trains on, and in which direction;
+    "direction",  # pretraining reads both sides alike
 }
 READING_DEFAULTS = {"context": None, "direction": "forward"}
 _TRAINER_KEYS_IGNORED = {

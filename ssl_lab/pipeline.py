@@ -233,7 +233,8 @@ def pretrain(
     task = instantiate(cfg.pretext.task, feature_dim=backbone.out_dim, **vocab)
     module = build(cfg, "pretext", backbone=backbone, task=task)
     monitor, callbacks = cfg.monitor, []
-    if monitor.knn:  # weights are the same either way, so the cache key ignores the monitor
+    if monitor.knn and data.num_classes:  # weights are the same either way: the cache key
+        # ignores the monitor (and sentence pairs have no classes for it)
         callbacks.append(
             KNNMonitor(
                 data.labelled_dataset(),
@@ -491,7 +492,7 @@ def _pretrain_and_transfer(
         "labelled_subset": subset_digest(data.labelled_indices),  # which examples: seed's choice
         **{
             key: getattr(data, key)
-            for key in ("skipped_images", "skipped_texts")
+            for key in ("skipped_images", "skipped_texts", "pairs_cut")
             if hasattr(data, key)
         },
         "downstream_epochs": cfg.downstream.get("epochs"),
