@@ -21,6 +21,7 @@ PIPELINE_KEYS: dict[str, tuple[str, ...]] = {
         "requires_pretext",
         "requires_language_model",
         "trains_language_model",
+        "requires_pairs",
     ),
 }
 

@@ -63,6 +63,7 @@ def check_compatible(cfg: DictConfig) -> None:
             )
     _check_language_model(cfg)
     _check_causal(cfg)
+    _check_pairs(cfg)
     needs = cfg.downstream.get("requires_pretext")
     if needs is not None and (cfg.pretext.name != needs or cfg.backbone.checkpoint is not None):
         chosen = (
@@ -100,6 +101,27 @@ def _check_language_model(cfg: DictConfig) -> None:
             f"downstream={cfg.downstream.name} needs a language-model head, but "
             f"pretext={cfg.pretext.name} trains none (use pretext=mlm or clm)"
         )
+
+
+def _check_pairs(cfg: DictConfig) -> None:
+    """Sentence pairs (translation data) go to a task that translates, and only there."""
+    pairs = "languages" in cfg.data
+    if pairs == bool(cfg.downstream.get("requires_pairs", False)):
+        if pairs and cfg.backbone.name != "transformer":
+            raise SslLabError(
+                f"downstream={cfg.downstream.name} builds its decoder from "
+                f"backbone=transformer, not backbone={cfg.backbone.name}"
+            )
+        return
+    if pairs:
+        raise SslLabError(
+            f"data={cfg.data.name} holds sentence pairs: transfer with downstream=translate, "
+            f"not downstream={cfg.downstream.name}"
+        )
+    raise SslLabError(
+        f"downstream={cfg.downstream.name} needs sentence pairs (data=zh_en, parallel_tsv), "
+        f"but data={cfg.data.name} holds labelled examples"
+    )
 
 
 def _check_causal(cfg: DictConfig) -> None:
