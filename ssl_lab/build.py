@@ -22,6 +22,7 @@ PIPELINE_KEYS: dict[str, tuple[str, ...]] = {
         "requires_language_model",
         "trains_language_model",
         "requires_boxes",
+        "requires_pairs",
     ),
 }
 

@@ -26,7 +26,10 @@ _DATA_KEYS_IGNORED = {
     "seed",
     "augment",
     "prompt",
+    "train_pairs",  # translation: which pairs the transfer trains on, and in which direction;
+    "direction",  # pretraining reads both sides alike
 }
+READING_DEFAULTS = {"context": None, "direction": "forward"}
 _TRAINER_KEYS_IGNORED = {
     "enable_checkpointing",
     "enable_progress_bar",
@@ -50,6 +53,12 @@ def pretrain_spec(cfg: DictConfig) -> dict[str, Any]:
         "trainer": plain(cfg.trainer, _TRAINER_KEYS_IGNORED),
         "seed": cfg.seed,
     }
+    # how a causal model reads (pretext=clm's context and direction, which the backbone follows):
+    # left out at their defaults, so every entry made before these settings keeps its key
+    for node in (spec["backbone"], spec["pretext"].get("task") or {}):
+        for key, default in READING_DEFAULTS.items():
+            if key in node and node[key] == default:
+                del node[key]
     if spec["pretext"].get("snapshot_epochs", 0) is None:
         # the schema's default: left out, so every entry made before the schema keeps its key
         del spec["pretext"]["snapshot_epochs"]

@@ -218,12 +218,21 @@ def report() -> None:
 
 def predict() -> None:
     """``ssl-lab-predict BACKBONE TEXT...``: fill each [MASK] (masked LM) or continue each text
-    (causal LM) with a pretrained text backbone."""
+    (causal LM) with a pretrained text backbone; ``ssl-lab-predict RUN_DIR --translate TEXT``:
+    translate with the model a ``downstream=translate`` run trained."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="ssl-lab-predict", description=predict.__doc__)
     parser.add_argument("backbone", help="a backbone.safetensors, a cache entry or a run directory")
-    parser.add_argument("texts", nargs="+", metavar="TEXT")
+    parser.add_argument("texts", nargs="*", metavar="TEXT")
+    parser.add_argument(
+        "--translate",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="translate TEXT with the run directory's translator.safetensors (repeatable)",
+    )
+    parser.add_argument("--beam", type=int, default=None, help="translate: beam width (1: greedy)")
     parser.add_argument("--top-k", type=int, default=5, help="candidates per [MASK]")
     parser.add_argument("--max-new-tokens", type=int, default=20, help="causal LM: tokens to add")
     parser.add_argument(
@@ -234,6 +243,12 @@ def predict() -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="causal LM: seed for sampling")
     args = parser.parse_args()
+    if not args.texts and not args.translate:
+        parser.error("give a TEXT, or --translate TEXT")
+    if args.translate:
+        _translate(args.backbone, args.translate, args.beam)
+        if not args.texts:
+            return
     import torch
 
     from ssl_lab.predict import continue_text, fill_masks, load_text_backbone
@@ -266,3 +281,23 @@ def predict() -> None:
         if cause is None:
             raise
         _fail(cause)
+
+
+def _translate(run_dir: str, texts: list[str], beam: int | None) -> None:
+    """Print each text's translation by a ``downstream=translate`` run's model."""
+    from ssl_lab.downstream.translate import load_translator, translate
+
+    try:
+        model, tokenizer, meta = load_translator(run_dir)
+        beam = beam if beam is not None else int(meta.get("beam", 4))
+        limit, penalty = int(meta.get("max_new_tokens", 64)), float(meta.get("length_penalty", 1))
+        outputs = translate(model, tokenizer, texts, beam, limit, penalty)
+    except Exception as err:
+        cause = user_error(err)
+        if cause is None:
+            raise
+        _fail(cause)
+    print(f"{meta.get('direction', '?')} translation (beam {beam}) trained on {meta.get('data')}")
+    for text, output in zip(texts, outputs):
+        print(text)
+        print(f"  -> {output}")

@@ -32,7 +32,7 @@ from ssl_lab.backbones.checkpoint import (
     save_backbone,
 )
 from ssl_lab.build import build, object_config
-from ssl_lab.cache import pretrain_key, pretrain_spec
+from ssl_lab.cache import READING_DEFAULTS, pretrain_key, pretrain_spec
 from ssl_lab.config_check import check_config
 from ssl_lab.data.labels import subset_digest
 from ssl_lab.data.placement import PlaceData
@@ -68,6 +68,7 @@ def check_compatible(cfg: DictConfig) -> None:
             f"downstream={cfg.downstream.name} needs boxes, but data={cfg.data.name} has none "
             "(use data=digit_canvas or data=boxes)"
         )
+    _check_pairs(cfg)
     needs = cfg.downstream.get("requires_pretext")
     if needs is not None and (cfg.pretext.name != needs or cfg.backbone.checkpoint is not None):
         chosen = (
@@ -107,13 +108,35 @@ def _check_language_model(cfg: DictConfig) -> None:
         )
 
 
+def _check_pairs(cfg: DictConfig) -> None:
+    """Sentence pairs (translation data) go to a task that translates, and only there."""
+    pairs = "languages" in cfg.data
+    if pairs == bool(cfg.downstream.get("requires_pairs", False)):
+        if pairs and cfg.backbone.name != "transformer":
+            raise SslLabError(
+                f"downstream={cfg.downstream.name} builds its decoder from "
+                f"backbone=transformer, not backbone={cfg.backbone.name}"
+            )
+        return
+    if pairs:
+        raise SslLabError(
+            f"data={cfg.data.name} holds sentence pairs: transfer with downstream=translate, "
+            f"not downstream={cfg.downstream.name}"
+        )
+    raise SslLabError(
+        f"downstream={cfg.downstream.name} needs sentence pairs (data=zh_en, parallel_tsv), "
+        f"but data={cfg.data.name} holds labelled examples"
+    )
+
+
 def _check_causal(cfg: DictConfig) -> None:
     """A checkpoint's weights were trained to read left to right (clm) or both ways (mlm): run
     them the other way and they score nonsense, silently. Refuse, naming the fix."""
     checkpoint = cfg.backbone.checkpoint
     if checkpoint is None or "causal" not in cfg.backbone:
         return
-    stored = (read_config(Path(checkpoint).expanduser()) or {}).get("causal")
+    config = read_config(Path(checkpoint).expanduser()) or {}
+    stored = config.get("causal")
     if stored is not None and bool(stored) != bool(cfg.backbone.causal):
         made = "causal (pretext=clm)" if stored else "bidirectional"
         raise SslLabError(
@@ -121,6 +144,17 @@ def _check_causal(cfg: DictConfig) -> None:
             f"backbone.causal={str(bool(cfg.backbone.causal)).lower()}: set "
             f"backbone.causal={str(bool(stored)).lower()}"
         )
+    # how a causal model reads: files made before these settings read forward, the whole past
+    for key, default in READING_DEFAULTS.items():
+        if key not in cfg.backbone or stored is None:
+            continue
+        made, wanted = config.get(key, default), cfg.backbone[key]
+        if made != wanted:
+            made, wanted = ("null" if v is None else v for v in (made, wanted))
+            raise SslLabError(
+                f"backbone.checkpoint={checkpoint} was pretrained with {key}={made} "
+                f"(pretext=clm), but backbone.{key}={wanted}: set backbone.{key}={made}"
+            )
 
 
 def per_device_batch_size(cfg: DictConfig) -> int:
@@ -199,6 +233,12 @@ def _save_pretrained(
             "backbone": cfg.backbone.name,
             "seed": cfg.seed,
             "language_model": cfg.pretext.get("language_model"),
+            # how a causal model reads (the backbone config says it too; this is for people)
+            **{
+                key: getattr(backbone, key)
+                for key in READING_DEFAULTS
+                if getattr(backbone, "causal", False) and hasattr(backbone, key)
+            },
             **({"tokens": tokens} if tokens is not None else {}),
         },
         {TOKENIZER_KEY: text.tokenizer.to_json()} if text is not None else None,
@@ -221,8 +261,8 @@ def pretrain(
     module = build(cfg, "pretext", backbone=backbone, task=task)
     monitor, callbacks = cfg.monitor, []
     # weights are the same either way, so the cache key ignores the monitor; one class (tree
-    # crowns) has no accuracy to watch
-    if monitor.knn and data.num_classes > 1:
+    # crowns) has no accuracy to watch, and sentence pairs have no classes for it
+    if monitor.knn and data.num_classes and data.num_classes > 1:
         callbacks.append(
             KNNMonitor(
                 data.labelled_dataset(),
@@ -481,7 +521,13 @@ def _pretrain_and_transfer(
         "labelled_subset": subset_digest(data.labelled_indices),  # which examples: seed's choice
         **{
             key: getattr(data, key)
-            for key in ("skipped_images", "skipped_texts", "background_images", "dropped_boxes")
+            for key in (
+                "skipped_images",
+                "skipped_texts",
+                "background_images",
+                "dropped_boxes",
+                "pairs_cut",
+            )
             if hasattr(data, key)
         },
         "downstream_epochs": cfg.downstream.get("epochs"),

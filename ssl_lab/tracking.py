@@ -33,8 +33,8 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
         "data": cfg.data.name,
         "backbone": cfg.backbone.name,
         "seed": cfg.seed,
-        "labels_per_class": cfg.data.labels_per_class,
-        "label_fraction": cfg.data.label_fraction,
+        "labels_per_class": cfg.data.get("labels_per_class"),  # none for sentence pairs
+        "label_fraction": cfg.data.get("label_fraction"),
         # detection data count labelled images; other data have no such key
         **({"labelled_images": cfg.data.labelled_images} if "labelled_images" in cfg.data else {}),
     }

@@ -18,6 +18,8 @@ from ssl_lab.schema import CLASSES, describe
 # What a choice needs besides itself to compose: text data for text choices, a mandatory path.
 NEEDS = {
     "data=tsv": ["data.train_file=train.tsv", "data.num_classes=2"],
+    "data=parallel_tsv": ["data.train_file=pairs.tsv", "pretext=none"],
+    "data=zh_en": ["pretext=none"],
     "backbone=hf": ["data=reviews_zh", "backbone.path=/models/bert"],
     "backbone=transformer": ["data=reviews_zh"],
     "pretext=mlm": ["data=reviews_zh"],

