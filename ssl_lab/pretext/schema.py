@@ -132,3 +132,25 @@ class MaskedLanguageModelConfig(TaskConfig):
 @dataclass
 class SupervisedConfig(TaskConfig):
     num_classes: int = setting("classes of the labels", same_as="data.num_classes")
+
+
+@schema("pretext/task/simclr")
+@dataclass
+class SimCLRConfig(TaskConfig):
+    temperature: float = setting("NT-Xent's softmax temperature", gt=0)
+    projection_dim: int = setting("features out of the projection head (the loss's space)", ge=1)
+    hidden_dim: int = setting("units of the projection head's hidden layer", ge=1)
+    crop_scale: list[float] = setting(
+        "[min, max] area share of the random resized crop",
+        check=lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1,
+        accepts="[min, max]: two numbers with 0 < min <= max <= 1",
+    )
+    crop_ratio: list[float] = setting(
+        "[min, max] aspect ratio (width / height) of the random resized crop",
+        check=lambda v: len(v) == 2 and 0 < v[0] <= v[1],
+        accepts="[min, max]: two numbers with 0 < min <= max",
+    )
+    hflip: bool = setting("mirror half the views (false where mirroring changes the class)")
+    jitter_strength: float = setting("colour jitter strength s (brightness 0.8s, hue 0.2s)", ge=0)
+    jitter_prob: float = setting("share of views colour-jittered", ge=0, le=1)
+    grayscale_prob: float = setting("share of views turned grayscale (RGB only)", ge=0, le=1)
