@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from conftest import TINY, read_metrics, run_cli
 
 from ssl_lab.pretext.simclr import SimCLR, nt_xent
+from ssl_lab.report import write_report
 from ssl_lab.pretext.views import RandomViews, crop_flip_grids
 
 
@@ -173,3 +174,27 @@ def test_simclr_on_digits_writes_metrics_and_its_loss_falls(tmp_path):
     assert m["pretext"] == "simclr" and m["score_name"] == "test/acc"
     assert m["score"] > 0.3  # chance: 0.1
     assert (run_dir / "pretext_simclr.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_sweep_over_classic_tasks_and_simclr_lands_in_one_report_table(tmp_path):
+    result = run_cli(
+        tmp_path,
+        "-m",
+        "pretext=rotation,jigsaw,inpainting,simclr",
+        "downstream=linear_probe",
+        *TINY,
+        "data.labels_per_class=10",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    text, found = write_report(sweep)
+    assert len(found.runs) == 4 and found.incomplete == []
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert table[0] == "| pretext | linear_probe |"
+    assert {row.split(" | ")[0].removeprefix("| ") for row in table[2:]} == {
+        "rotation",
+        "jigsaw",
+        "inpainting",
+        "simclr",
+    }

@@ -100,12 +100,12 @@ class VisionTransformer(nn.Module):
     ) -> tuple[torch.Tensor, tuple[int, int]]:
         """(B, 1 + N, width) normalised tokens, the class token first, and the patch grid. With
         ``keep`` (B, K) patch indices (row-major), only those patches are encoded (N = K)."""
-        tokens, grid = self.embedding(images)
-        if grid[0] == 0 or grid[1] == 0:
+        if min(images.shape[-2:]) < self.patch_size:
             raise SslLabError(
                 f"backbone: images of {tuple(images.shape[-2:])} px are smaller than one "
                 f"patch ({self.patch_size} px)"
             )
+        tokens, grid = self.embedding(images)
         if keep is not None:
             tokens = tokens.gather(1, keep[..., None].expand(-1, -1, tokens.shape[-1]))
         x = self.embedding.with_class_token(tokens)
