@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from conftest import TINY, read_metrics, run_cli
 
 from ssl_lab.pretext.simclr import SimCLR, nt_xent
-from ssl_lab.report import write_report
 from ssl_lab.pretext.views import RandomViews, crop_flip_grids
+from ssl_lab.report import write_report
 
 
 def nt_xent_by_the_formula(z: torch.Tensor, temperature: float) -> torch.Tensor:
