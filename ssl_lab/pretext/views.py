@@ -2,7 +2,7 @@
 image: no per-image Python, and no library that draws one set of parameters per call
 (torchvision's v2 transforms do that on a batched tensor: every image gets the same crop).
 
-Crop, resize and flip are one affine map per image (``affine_grid`` + ``grid_sample``); colour
+Crop, resize and flip are one affine map per image (a sampling grid + ``grid_sample``); colour
 jitter and grayscale are per-image scalars and 3x3 matrices. Images arrive normalised by the
 dataset's mean and std, which the task does not know, so the photometric changes act on
 normalised pixels: brightness shifts by up to ``0.8 * strength`` standard deviations (where
@@ -45,10 +45,13 @@ def crop_flip_grids(
     center_x = (torch.rand(batch, device=device) * 2 - 1) * (1 - crop_w)
     center_y = (torch.rand(batch, device=device) * 2 - 1) * (1 - crop_h)
     mirror = torch.where(torch.rand(batch, device=device) < flip_prob, -1.0, 1.0)
-    theta = torch.zeros(batch, 2, 3, device=device)
-    theta[:, 0, 0], theta[:, 0, 2] = crop_w * mirror, center_x
-    theta[:, 1, 1], theta[:, 1, 2] = crop_h, center_y
-    return F.affine_grid(theta, [batch, 1, height, width], align_corners=False)
+    # the affine map has no rotation or shear, so x depends on the column only and y on the row:
+    # two broadcasts instead of affine_grid's matrix product (10x faster on a CPU)
+    xs = (torch.arange(width, device=device) * 2 + 1) / width - 1  # pixel centres, as
+    ys = (torch.arange(height, device=device) * 2 + 1) / height - 1  # align_corners=False
+    grid_x = (crop_w * mirror)[:, None, None] * xs.view(1, 1, width) + center_x[:, None, None]
+    grid_y = crop_h[:, None, None] * ys.view(1, height, 1) + center_y[:, None, None]
+    return torch.stack(torch.broadcast_tensors(grid_x, grid_y), dim=-1)
 
 
 def _blend(images: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
