@@ -62,6 +62,17 @@ def test_views_draw_their_parameters_per_image_not_per_batch():
     assert 2 <= n_gray <= 30  # 0.2 of 64: 12.8 expected
 
 
+def test_torchvision_v2_crops_a_whole_batch_alike_which_is_why_views_draw_their_own():
+    from torchvision.transforms import v2
+
+    torch.manual_seed(0)
+    same = torch.randn(1, 3, 32, 32).expand(8, -1, -1, -1).contiguous()
+    theirs = v2.RandomResizedCrop(32, scale=(0.2, 1.0), antialias=True)(same)
+    assert all(torch.equal(theirs[0], theirs[i]) for i in range(8))  # one crop for the batch
+    ours = RandomViews(jitter_strength=0.0, grayscale_prob=0.0)(same)
+    assert not any(torch.equal(ours[0], ours[i]) for i in range(1, 8))
+
+
 def test_crops_lie_inside_the_image_with_their_drawn_area_and_flips_mirror():
     torch.manual_seed(0)
     grids = crop_flip_grids(2000, 32, 32, (0.3, 0.6), (0.75, 4 / 3), 0.5, "cpu")
