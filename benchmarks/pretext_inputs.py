@@ -2,7 +2,8 @@
 
 1. share: the part of a full training step (make_batch + forward + backward + AdamW step) spent
    in ``make_batch``, timed inside the same loop: image tasks with small_cnn on batches of 128
-   digits (1x32x32), MLM with the default text transformer on batches of 64 reviews_zh texts.
+   digits (1x32x32), MAE with the default vit_tiny, MLM with the default text transformer on
+   batches of 64 reviews_zh texts.
 2. against the usual way: the same corruption made per example in a ``Dataset.__getitem__`` with
    PIL / torchvision transforms from uint8 images (as torchvision datasets serve them), batched by
    a ``DataLoader``, against ``make_batch`` on the in-memory batch; for MLM, against Hugging
@@ -16,6 +17,7 @@ import time
 
 import numpy as np
 import torch
+import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from common import WARMUP, config, machine, share
 from hydra.utils import instantiate
@@ -25,7 +27,9 @@ from torch.utils.data import DataLoader, Dataset
 from ssl_lab.build import build
 from ssl_lab.pretext.inpainting import Inpainting
 from ssl_lab.pretext.jigsaw import JigsawPuzzle, permutation_set
+from ssl_lab.pretext.mae import MaskedAutoencoder
 from ssl_lab.pretext.rotation import RotationPrediction
+from ssl_lab.pretext.simclr import SimCLR
 
 
 def image_tasks(feature_dim: int, channels: int) -> dict[str, torch.nn.Module]:
@@ -35,6 +39,7 @@ def image_tasks(feature_dim: int, channels: int) -> dict[str, torch.nn.Module]:
         "inpainting_center": Inpainting(feature_dim, channels, mask="center"),
         "inpainting_blocks": Inpainting(feature_dim, channels, mask="random_blocks"),
         "inpainting_irregular": Inpainting(feature_dim, channels, mask="irregular"),
+        "simclr": SimCLR(feature_dim),
     }
 
 
@@ -44,6 +49,12 @@ class PerExample(Dataset):
     def __init__(self, images: np.ndarray, kind: str, mean: float, std: float) -> None:
         self.images, self.kind, self.mean, self.std = images, kind, mean, std
         self.permutations = permutation_set(100, 3, 0)
+        self.view = T.Compose(  # SimCLR's views as torchvision makes them, one image at a time
+            [
+                T.RandomResizedCrop(32, scale=(0.2, 1.0), antialias=True),
+                T.RandomApply([T.ColorJitter(0.4, 0.4)], p=0.8),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -67,6 +78,8 @@ class PerExample(Dataset):
                 tiles.append((tile - tile.mean()) / (tile.std() + 1e-5))
             label = np.random.randint(100)
             return torch.stack(tiles)[self.permutations[label]], label
+        if self.kind == "simclr":  # two views of the example
+            return self._tensor(self.view(image)), self._tensor(self.view(image))
         x = self._tensor(image)  # inpainting, center: the central quarter hidden
         hidden = torch.zeros_like(x, dtype=torch.bool)
         hidden[:, 8:24, 8:24] = True
@@ -109,6 +122,17 @@ def main() -> None:
             f"share {100 * make / total:5.2f}%"
         )
 
+    # 1. share of the step, MAE on the default vit_tiny
+    vit_cfg = config("backbone=vit_tiny")
+    vit = build(vit_cfg, "backbone")
+    mae = MaskedAutoencoder(vit.out_dim, 1, 32, vit.patch_size)
+    make, total = share(mae, vit, batches, args.steps)
+    result["mae_share"] = make / total
+    print(
+        f"{'mae (vit_tiny)':22s} make_batch {1e3 * make:7.2f} ms  step {1e3 * total:8.2f} ms  "
+        f"share {100 * make / total:5.2f}%"
+    )
+
     # 1. share of the step, MLM
     text_cfg = config("data=reviews_zh", "backbone=transformer", "pretext=mlm")
     text = instantiate(text_cfg.data)
@@ -131,7 +155,7 @@ def main() -> None:
     uint8 = ((x[:, 0] * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     tasks = image_tasks(128, 1)
     print("per batch: per-example DataLoader (PIL) vs batched make_batch")
-    for name in ("rotation", "jigsaw", "inpainting_center"):
+    for name in ("rotation", "jigsaw", "inpainting_center", "simclr"):
         kind = name.split("_")[0]
         slow_loader = DataLoader(
             PerExample(uint8, kind, mean, std), batch_size=data.batch_size, shuffle=True

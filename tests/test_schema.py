@@ -24,6 +24,7 @@ NEEDS = {
     "backbone=transformer": ["data=reviews_zh"],
     "pretext=mlm": ["data=reviews_zh"],
     "pretext=clm": ["data=reviews_zh"],
+    "pretext=mae": ["backbone=vit_tiny"],
     "downstream=prompt": ["data=reviews_zh", "pretext=mlm"],
 }
 # Choices that name no schema of their own, on purpose: pretext=none ignores the optimizer keys a

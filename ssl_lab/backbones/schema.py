@@ -42,6 +42,22 @@ class ResNetConfig(BackboneConfig):
     small_input: bool = setting("3x3 stride-1 stem without max-pool, for 32 px images")
 
 
+@schema("backbone/vit")
+@dataclass
+class VisionTransformerConfig(BackboneConfig):
+    in_channels: int = setting("input channels", same_as="data.channels")
+    image_size: int = setting("the image side it is built for", same_as="data.size")
+    patch_size: int = setting("patch side in pixels", ge=1, divides="backbone.image_size")
+    width: int = setting("features per token", ge=1)
+    depth: int = setting("Transformer blocks", ge=1)
+    heads: int = setting("attention heads", ge=1, divides="backbone.width")
+    mlp_ratio: int = setting("MLP width / width", ge=1)
+    pooling: str = setting(
+        "the image's feature: mean of the patch tokens, or the class token",
+        choices=("mean", "cls"),
+    )
+
+
 @dataclass
 class TokenizerConfig:
     kind: str = setting(

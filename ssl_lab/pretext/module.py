@@ -41,6 +41,7 @@ class PretextModule(pl.LightningModule):
             on_epoch=True,
             prog_bar=True,
             batch_size=len(targets),
+            sync_dist=True,  # under DDP: the mean over all processes, not rank 0's share
         )
         if self.task.num_classes:
             acc = getattr(self, f"{split}_acc")

@@ -144,3 +144,58 @@ class CausalLanguageModelConfig(TaskConfig):
 @dataclass
 class SupervisedConfig(TaskConfig):
     num_classes: int = setting("classes of the labels", same_as="data.num_classes")
+
+
+@schema("pretext/task/simclr")
+@dataclass
+class SimCLRConfig(TaskConfig):
+    temperature: float = setting("NT-Xent's softmax temperature", gt=0)
+    projection_dim: int = setting("features out of the projection head (the loss's space)", ge=1)
+    hidden_dim: int = setting("units of the projection head's hidden layer", ge=1)
+    crop_scale: list[float] = setting(
+        "[min, max] area share of the random resized crop",
+        check=lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1,
+        accepts="[min, max]: two numbers with 0 < min <= max <= 1",
+    )
+    crop_ratio: list[float] = setting(
+        "[min, max] aspect ratio (width / height) of the random resized crop",
+        check=lambda v: len(v) == 2 and 0 < v[0] <= v[1],
+        accepts="[min, max]: two numbers with 0 < min <= max",
+    )
+    hflip: bool = setting("mirror half the views (false where mirroring changes the class)")
+    jitter_strength: float = setting("colour jitter strength s (brightness 0.8s, hue 0.2s)", ge=0)
+    jitter_prob: float = setting("share of views colour-jittered", ge=0, le=1)
+    grayscale_prob: float = setting("share of views turned grayscale (RGB only)", ge=0, le=1)
+
+
+@schema("pretext/task/mae")
+@dataclass
+class MaskedAutoencoderConfig(TaskConfig):
+    channels: int = setting("image channels the decoder paints", same_as="data.channels")
+    image_size: int = setting("the image side", same_as="data.size")
+    patch_size: int | None = setting(
+        "the ViT's patch side (backbone.patch_size; null: the backbone is no ViT)"
+    )
+    mask_ratio: float = setting("share of patches hidden from the encoder", gt=0, lt=1)
+    decoder_width: int = setting("features per token in the decoder", ge=1)
+    decoder_depth: int = setting("Transformer blocks in the decoder", ge=1)
+    decoder_heads: int = setting(
+        "decoder attention heads", ge=1, divides="pretext.task.decoder_width"
+    )
+    norm_pix: bool = setting("reconstruct each patch's pixels normalised by its mean and std")
+
+    @staticmethod
+    def check(node: DictConfig, cfg: DictConfig) -> str | None:
+        """A ViT backbone, and at least one visible patch."""
+        if node.patch_size is None:
+            return (
+                f"patch_size=null: pretext=mae needs a ViT backbone (backbone=vit_tiny), "
+                f"not backbone={cfg.backbone.name}"
+            )
+        patches = (node.image_size // node.patch_size) ** 2
+        if int(patches * (1 - node.mask_ratio)) < 1:
+            return (
+                f"mask_ratio={node.mask_ratio}: hides all {patches} patches "
+                f"(at most {1 - 1 / patches:.4g})"
+            )
+        return None
