@@ -461,7 +461,10 @@ def run(cfg: DictConfig, callbacks: tuple[pl.Callback, ...] = ()) -> dict[str, A
     backbone = build(cfg, "backbone")  # first: one that cannot be built fails at once
     data = build(cfg, "data", batch_size=per_device_batch_size(cfg))
     data.setup()  # reads the data and picks the labelled subset: bad label counts fail here
-    downstream = build(cfg, "downstream")  # before pretraining: a bad setting fails at once
+    # before pretraining: a bad setting fails at once. A task that writes files of its own
+    # (translate) declares run_dir: null and writes them into the run's directory.
+    own_files = "run_dir" in cfg.downstream and cfg.downstream.run_dir is None
+    downstream = build(cfg, "downstream", **({"run_dir": str(run_dir)} if own_files else {}))
     if not isinstance(downstream, DownstreamTask):
         raise SslLabError(
             f"downstream={cfg.downstream.name}: {cfg.downstream._target_} has no "

@@ -165,7 +165,9 @@ class ClassicalConfig(DownstreamConfig):
 @dataclass
 class TranslateConfig(TrainedDownstreamConfig):
     requires_pairs: bool = setting("needs sentence pairs (data=zh_en, parallel_tsv)")
-    run_dir: str = setting("where translator.safetensors and translations.md are written")
+    run_dir: str | None = setting(
+        "where translator.safetensors and translations.md go (null: the run's directory)"
+    )
     share: bool = setting("decoder = the encoder module (tied weights); false: a copy of it")
     label_smoothing: float = setting("label smoothing of the teacher-forced loss", ge=0, lt=1)
     freeze: str = setting(

@@ -382,7 +382,7 @@ class Translate(DownstreamTask):
         epochs: int,
         lr: float,
         optimizer: Callable[..., torch.optim.Optimizer],
-        run_dir: str,
+        run_dir: str | None = None,
         scheduler: Callable[..., Any] | None = None,
         share: bool = False,
         label_smoothing: float = 0.1,
@@ -398,7 +398,8 @@ class Translate(DownstreamTask):
         if beam < 1 or max_new_tokens < 1:
             raise SslLabError(f"downstream.beam={beam}, max_new_tokens={max_new_tokens}: >= 1")
         self.epochs, self.lr, self.optimizer, self.scheduler = epochs, lr, optimizer, scheduler
-        self.run_dir, self.share, self.shown = Path(run_dir), share, shown
+        self.run_dir = Path(run_dir) if run_dir is not None else None  # None: write nothing
+        self.share, self.shown = share, shown
         self.settings = {
             "label_smoothing": label_smoothing,
             "backbone_lr_scale": backbone_lr_scale,
@@ -441,7 +442,7 @@ class Translate(DownstreamTask):
         sources, references = data.pairs["test"]
         sources, references = sources[: len(outputs)], references[: len(outputs)]
         metrics = corpus_scores(outputs, references, data.target_language)
-        if predictor.is_global_zero:
+        if predictor.is_global_zero and self.run_dir is not None:
             self._write(model, data, config, sources, references, outputs, metrics)
         return {
             **metrics,
