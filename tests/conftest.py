@@ -20,6 +20,16 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(line)
 
 
+def pytest_sessionfinish(session) -> None:
+    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker: the lines go to the
+        session.config.workeroutput["summary"] = list(SUMMARY)  # controller, which prints them
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    SUMMARY.extend(getattr(node, "workeroutput", {}).get("summary", []))
+
+
 # Tiny settings: every end-to-end run finishes in seconds on a laptop CPU.
 TINY = [
     "logger=none",
