@@ -38,7 +38,7 @@ IMAGE = [o for o in TINY if not o.startswith("downstream.")]
         (
             ["pretext=nonexistent"],
             "unknown pretext 'nonexistent' (choose from: clm, inpainting, jigsaw, "
-            "mlm, none, rotation, supervised)",
+            "mae, mlm, none, rotation, simclr, supervised)",
         ),
         (["data.labels_per_class=0"], "data.labels_per_class=0: an integer >= 1 or null"),
         (["data.labels_per_class=500"], "larger than the smallest class"),

@@ -24,6 +24,7 @@ import ssl_lab
 from ssl_lab.backbones.decoder import upsampling_decoder
 from ssl_lab.backbones.small_cnn import SmallCNN
 from ssl_lab.backbones.transformer import TextTransformer
+from ssl_lab.backbones.vit import VisionTransformer
 from ssl_lab.data.augment import BatchAugment
 from ssl_lab.data.tokenizer import Vocabulary
 from ssl_lab.downstream.classifier import ClassifierModule
@@ -35,9 +36,11 @@ from ssl_lab.nonfinite import NonFiniteGuard
 from ssl_lab.pretext.clm import CausalLanguageModel
 from ssl_lab.pretext.inpainting import Inpainting
 from ssl_lab.pretext.jigsaw import JigsawPuzzle
+from ssl_lab.pretext.mae import MaskedAutoencoder
 from ssl_lab.pretext.mlm import MaskedLanguageModel
 from ssl_lab.pretext.module import PretextModule
 from ssl_lab.pretext.rotation import RotationPrediction
+from ssl_lab.pretext.simclr import SimCLR
 from ssl_lab.pretext.supervised import SupervisedClassification
 
 PACKAGE = str(Path(ssl_lab.__file__).parent)
@@ -174,6 +177,7 @@ def _pretext(task_type, **task_args) -> PretextModule:
             {"channels": 1, "mask": "irregular", "decoder_levels": 2, "adversarial_weight": 1e-3},
         ),
         (SupervisedClassification, {"num_classes": 4}),
+        (SimCLR, {"hidden_dim": 8, "projection_dim": 4}),
     ],
     ids=[
         "rotation",
@@ -182,10 +186,18 @@ def _pretext(task_type, **task_args) -> PretextModule:
         "inpainting-blocks",
         "inpainting-irregular+adv",
         "supervised",
+        "simclr",
     ],
 )
 def test_image_pretext_steps_never_wait_for_the_device(task, args):
     assert _syncs(_pretext(task, **args), [_images(), _images()]) == []
+
+
+def test_mae_steps_on_a_vit_never_wait_for_the_device():
+    vit = VisionTransformer(1, image_size=16, patch_size=4, width=12, depth=1, heads=3)
+    task = MaskedAutoencoder(12, 1, image_size=16, patch_size=4, decoder_width=8, decoder_depth=1)
+    module = PretextModule(vit, task, 1e-3, ADAM)
+    assert _syncs(module, [_images(), _images()]) == []
 
 
 def _texts() -> tuple[torch.Tensor, torch.Tensor]:
