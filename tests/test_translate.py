@@ -141,6 +141,12 @@ def test_a_backward_decoder_reads_the_target_from_its_end_and_puts_it_back_in_or
     ids = tokenizer.pieces("hello world")
     assert detokenize(tokenizer, [*ids[::-1], tokenizer.ids["cls"], PAD], True) == "hello world"
     assert detokenize(tokenizer, [*ids, tokenizer.ids["sep"]], False) == "hello world"
+    english = train_tokenizer(
+        "wordpiece", ["It's the law, isn't it?", "我需要证据。"] * 3, 80, 24, 1, False
+    )
+    assert english.decode(english.pieces("It's the law, isn't it? 我需要证据。")) == (
+        "It's the law, isn't it?我需要证据。"
+    )
 
 
 def test_a_tiny_translator_learns_a_toy_language():

@@ -32,6 +32,7 @@ from ssl_lab.errors import SslLabError
 
 CJK = "[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]"  # Han and their punctuation
 _SPACE_BY_CJK = re.compile(f"(?<={CJK}) | (?={CJK})")
+_SPACED_APOSTROPHE = re.compile(r"(?<=\w) ' (?=\w)")  # "it ' s": pieces of a split "it's"
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 METADATA_KEY = "ssl_lab.tokenizer"  # where a backbone file carries its tokenizer
 
@@ -118,8 +119,10 @@ class TextTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of ``ids``, special tokens left out; subword decoders put a space between
-        words, which Chinese does not have: those next to a Chinese character are removed."""
-        return _SPACE_BY_CJK.sub("", self.tokenizer.decode(list(ids)))
+        words, which Chinese does not have: those next to a Chinese character are removed, and
+        those around an apostrophe inside a word ("it ' s" -> "it's")."""
+        text = _SPACE_BY_CJK.sub("", self.tokenizer.decode(list(ids)))
+        return _SPACED_APOSTROPHE.sub("'", text)
 
     def to_json(self) -> str:
         """Everything needed to rebuild this tokenizer (stored in the backbone file)."""
