@@ -154,20 +154,7 @@ class ParallelTextDataModule(InMemoryTextDataModule):
 
     def _monolingual(self, texts: Sequence[str], test: set[str]) -> list[str]:
         """Each text once, without the test set's sentences (counted, as for classification)."""
-        kept, seen, overlap = [], set(), 0
-        for text in texts:
-            key = normalise(text)
-            if not key or key in seen:
-                continue
-            seen.add(key)
-            if key in test:
-                overlap += 1
-                if self.drop_test_overlap:
-                    continue
-            kept.append(text)
-        self.test_overlap_found = overlap
-        self.test_overlap_removed = overlap if self.drop_test_overlap else 0
-        return kept
+        return self._once_without_test(texts, test, text_of=lambda text: text)
 
     def use_tokenizer(self, tokenizer: TextTokenizer) -> None:
         """Token ids of the monolingual texts and of both sides of every pair, with

