@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import pickle
@@ -132,6 +133,12 @@ def run_in_process(run_dir: Path, *overrides: str) -> dict:
             ],
         )
     return run(cfg)
+
+
+def logged(run_dir: Path, key: str) -> list[float]:
+    """Every value the CSV logger wrote for ``key`` (an epoch's, for epoch-level metrics)."""
+    rows = csv.DictReader((run_dir / "logs" / "metrics.csv").open())
+    return [float(r[key]) for r in rows if r.get(key)]
 
 
 def read_metrics(root: Path) -> list[dict]:

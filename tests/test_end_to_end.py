@@ -1,11 +1,10 @@
 """Whole runs through the real Hydra config and the real command line, with tiny settings."""
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY, read_metrics, run_cli
+from conftest import TINY, logged, read_metrics, run_cli
 
 REQUIRED = {"pretext", "downstream", "data", "backbone", "seed", "score", "score_name", "n_labels"}
 
@@ -51,8 +50,7 @@ def test_sweep_of_pretext_by_downstream_writes_one_metrics_file_per_job(tmp_path
         has_picture = m["pretext"] in ("rotation", "jigsaw", "inpainting")
         assert (job / f"pretext_{m['pretext']}.png").is_file() == has_picture
         if m["pretrain_cache"] == "miss":
-            rows = list(csv.DictReader((job / "logs" / "metrics.csv").open()))
-            losses = [float(r["pretrain/train_loss"]) for r in rows if r.get("pretrain/train_loss")]
+            losses = logged(job, "pretrain/train_loss")
             assert len(losses) == 3 and losses[-1] < losses[0], (m["pretext"], losses)
     assert cache_use == {"none": ["none", "none"], **{p: ["miss", "hit"] for p in PRETEXTS[1:]}}
 
@@ -70,8 +68,7 @@ def test_pretext_loss_falls_and_the_backbone_is_handed_over(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test/acc" in result.stdout  # the summary table
-    rows = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
-    losses = [float(r["pretrain/train_loss"]) for r in rows if r.get("pretrain/train_loss")]
+    losses = logged(run_dir, "pretrain/train_loss")
     assert len(losses) == 4 and losses[-1] < losses[0]
     (metrics,) = read_metrics(run_dir)
     assert metrics["pretext_loss"] == pytest.approx(losses[-1], rel=1e-5)

@@ -1,12 +1,11 @@
 """MAE: exactly mask_ratio of every image's patches hidden, every set of that size as likely; the
 encoder sees the visible patches only; the loss reads the hidden ones only; a ViT or a refusal."""
 
-import csv
 from math import comb
 
 import pytest
 import torch
-from conftest import read_metrics, run_cli
+from conftest import logged, read_metrics, run_cli
 from test_schema import checked
 
 from ssl_lab.backbones.vit import VisionTransformer
@@ -107,8 +106,7 @@ def test_mae_with_vit_tiny_on_digits_writes_metrics_and_its_loss_falls(tmp_path)
         "data.labels_per_class=10",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
-    losses = [float(r["pretrain/train_loss"]) for r in rows if r.get("pretrain/train_loss")]
+    losses = logged(run_dir, "pretrain/train_loss")
     assert len(losses) == 3 and losses[-1] < losses[0]
     (m,) = read_metrics(run_dir)
     assert m["pretext"] == "mae" and m["backbone"] == "vit_tiny"

@@ -1,7 +1,6 @@
 """SimCLR: views drawn per image on the batch, NT-Xent as the paper writes it, and negatives
 gathered across processes so that 2 processes compute the loss of 1."""
 
-import csv
 import math
 import os
 import socket
@@ -11,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from conftest import TINY, read_metrics, run_cli
+from conftest import TINY, logged, read_metrics, run_cli
 
 from ssl_lab.pretext.simclr import SimCLR, nt_xent
 from ssl_lab.pretext.views import RandomViews, crop_flip_grids
@@ -178,8 +177,7 @@ def test_simclr_on_digits_writes_metrics_and_its_loss_falls(tmp_path):
         "data.labels_per_class=10",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
-    losses = [float(r["pretrain/train_loss"]) for r in rows if r.get("pretrain/train_loss")]
+    losses = logged(run_dir, "pretrain/train_loss")
     assert len(losses) == 3 and losses[-1] < losses[0]
     (m,) = read_metrics(run_dir)
     assert m["pretext"] == "simclr" and m["score_name"] == "test/acc"
