@@ -303,3 +303,23 @@ def test_semisup_multirun_runs_every_label_budget_after_one_pretraining(tmp_path
     assert sorted((m["labels_per_class"] or 10**9) for m in runs) == [20, 100, 400, 1000, 10**9]
     assert sorted(m["pretrain_cache"] for m in runs) == ["hit"] * 4 + ["miss"]
     assert len({m["pretrain_dir"] for m in runs}) == 1
+
+
+def test_translate_zh_en_is_the_measured_cpu_recipe():
+    cfg = preset("translate_zh_en")
+    assert (cfg.data.name, cfg.backbone.name, cfg.pretext.name, cfg.downstream.name) == (
+        "zh_en",
+        "transformer",
+        "mlm",
+        "translate",
+    )
+    # pretraining: 4 x 150 batches with snapshots (the curve); transfer: 3 x 99 batches, greedy
+    assert cfg.trainer.limit_train_batches == 150 and cfg.pretext.epochs == 4
+    assert list(cfg.pretext.snapshot_epochs) == [1, 2, 3]
+    assert (cfg.downstream.epochs, cfg.downstream.beam, cfg.downstream.max_new_tokens) == (3, 1, 32)
+    # the label budgets (and the transfer's seed) share one pretraining
+    keys = {
+        pretrain_key(preset("translate_zh_en", "pretext=clm", f"data.train_pairs={n}"))
+        for n in (500, 2000, "null")
+    }
+    assert len(keys) == 1
