@@ -44,6 +44,7 @@ from torchvision.models.detection.fcos import (
 )
 from torchvision.models.detection.image_list import ImageList
 
+from ssl_lab.data.detection import PADDING, unpad
 from ssl_lab.downstream.classifier import ClassifierModule
 from ssl_lab.downstream.schema import MAP_BACKENDS
 from ssl_lab.downstream.task import DownstreamTask
@@ -54,7 +55,6 @@ SPLITS = {"train": "transfer/train_", "val": "transfer/val_", "test": "test/"}
 NORM_GROUPS = 8  # GroupNorm groups in the head (torchvision's default of 32 needs 32 | width)
 SHOWN = 8  # test images in detection.png
 SHOWN_SCORE = 0.3  # predicted boxes drawn from this score up
-PADDING = -1  # the class of a padding box (data/detection.py)
 REGRESSION_BIAS = 1.0  # initial box side, in point spacings (torchvision's FCOS: 0)
 
 
@@ -165,8 +165,7 @@ class DetectionModule(ClassifierModule):
 
     def _step(self, batch: tuple[torch.Tensor, ...], split: str) -> torch.Tensor:
         x, boxes, classes = batch
-        kept = classes != PADDING
-        targets = [{"boxes": b[k], "labels": c[k]} for b, c, k in zip(boxes, classes, kept)]
+        targets = unpad(boxes, classes)
         outputs, anchors, sizes = self.detect(x)
         losses = self.head.compute_loss(targets, outputs, anchors, sizes)
         loss = sum(losses.values())
